@@ -1,0 +1,124 @@
+/**
+ * @module cli/seed_cmd
+ * The `seed` subcommand: verify a source file into the work folder, then serve its pieces.
+ */
+
+import { errorMessage } from "../errors.ts";
+import { ingestSource } from "../ingest.ts";
+import { readMetadataFile } from "../meta_file.ts";
+import { reachableAddress } from "../net_addr.ts";
+import { newPeerId } from "../peer_conn.ts";
+import { PeerServer } from "../peer_server.ts";
+import { ShareStorage } from "../storage.ts";
+import {
+  expectPositionals,
+  optInteger,
+  optPort,
+  optString,
+  parseCommandArgs,
+  requireString,
+} from "./args.ts";
+import type { Command } from "./context.ts";
+import { listenTcp } from "./listen.ts";
+
+export const seedCommand: Command = {
+  name: "seed",
+  summary: "serve the verified pieces of a file to downloaders",
+  usage: `Usage: p2p-share seed --meta M [--source FILE] [options]
+
+Verifies each piece of FILE against M, copies the good ones into DIR/<name>.partial (recorded in
+DIR/<name>.state.json), then serves them. Without --source it seeds what DIR already holds, so
+the original may be deleted once ingested. Never serves a piece it has not verified.
+
+Options:
+  --meta M             metadata file (required)
+  --source FILE        the original file to ingest
+  --port P             port to listen on (default 5001; 0 picks a free one)
+  --host ADDR          address to bind (default 0.0.0.0, all interfaces)
+  --workdir DIR        work folder (default ./data)
+  --max-connections N  peers served at once (default 64)
+  --json               print one JSON event per line
+  -h, --help           show this help
+
+Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
+             (--allow-sys=networkInterfaces lets the hint show this machine's LAN address)`,
+  async run(argv, ctx) {
+    const args = parseCommandArgs(argv, {
+      meta: { type: "string" },
+      source: { type: "string" },
+      port: { type: "string" },
+      host: { type: "string" },
+      workdir: { type: "string" },
+      tracker: { type: "string", multiple: true },
+      "max-connections": { type: "string" },
+    }, "seed");
+    expectPositionals(args, 0, "seed");
+    const metaPath = requireString(args, "meta", "seed");
+    const meta = await readMetadataFile(metaPath);
+    const host = optString(args, "host") ?? "0.0.0.0";
+    const port = optPort(args, "port", 5001);
+    const workdir = optString(args, "workdir") ?? "./data";
+    const maxConnections = optInteger(args, "max-connections", {
+      min: 1,
+      max: 10_000,
+      fallback: 64,
+    });
+    const source = optString(args, "source");
+
+    // Bind first: a port in use is reported before a long ingest, not after.
+    using listener = listenTcp(host, port);
+    const storage = await ShareStorage.open(meta, workdir, { sink: ctx.sink, signal: ctx.signal });
+    try {
+      const total = storage.layout.pieceCount;
+      if (source !== undefined) {
+        const report = await ingestSource(storage, source, ctx.signal);
+        ctx.sink.emit({ event: "ingested", pieces: report.verified, piecesTotal: total, source });
+        if (report.badPieces.length > 0) {
+          ctx.sink.emit({
+            event: "warning",
+            message:
+              `${report.badPieces.length} pieces of ${source} failed verification and will not be served: ${
+                report.badPieces.slice(0, 20).join(", ")
+              }${report.badPieces.length > 20 ? ", ..." : ""}`,
+          });
+        }
+      } else {
+        ctx.sink.emit({
+          event: "ingested",
+          pieces: storage.have.count,
+          piecesTotal: total,
+          source: storage.dataPath,
+        });
+      }
+      if (total > 0 && storage.have.count === 0) {
+        throw new Error(
+          `nothing to seed: no verified pieces of ${meta.info.name} in ${workdir} (give --source FILE)`,
+        );
+      }
+      const addr = listener.addr as Deno.NetAddr;
+      const shown = reachableAddress(addr.hostname);
+      ctx.sink.emit({ event: "listening", host: addr.hostname, port: addr.port, service: "peer" });
+      ctx.sink.emit({
+        event: "serving",
+        name: meta.info.name,
+        pieces: total,
+        host: shown,
+        port: addr.port,
+        hint: `deno task download --meta ${metaPath} --host ${shown} --port ${addr.port}`,
+      });
+      const server = new PeerServer(storage, {
+        peerId: newPeerId(),
+        sink: ctx.sink,
+        maxConnections,
+      });
+      await server.serve(listener, ctx.signal);
+      ctx.sink.emit({ event: "info", message: `stopped; uploaded ${server.bytesUploaded} bytes` });
+      return 0;
+    } catch (err) {
+      if (ctx.signal.aborted) return 0;
+      throw new Error(errorMessage(err), { cause: err });
+    } finally {
+      await storage.close();
+    }
+  },
+};

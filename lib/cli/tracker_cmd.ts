@@ -1,0 +1,126 @@
+/**
+ * @module cli/tracker_cmd
+ * The `tracker` subcommand: serves the tracker handler with `Deno.serve` and sweeps expired
+ * peers on a timer until the command's signal aborts. Shell: network I/O and one timer.
+ */
+
+import { UsageError } from "../errors.ts";
+import { normalizeIp, SwarmTable } from "../swarm_table.ts";
+import { DEFAULT_TRACKER_PORT } from "../tracker_client.ts";
+import { createTrackerHandler, DEFAULT_INTERVAL_SEC } from "../tracker_server.ts";
+import {
+  expectPositionals,
+  optInteger,
+  optPort,
+  optString,
+  optStrings,
+  parseCommandArgs,
+} from "./args.ts";
+import type { Command, CommandContext } from "./context.ts";
+
+/** Longest re-announce interval accepted, in seconds (one day). */
+export const MAX_INTERVAL_SEC = 86_400;
+
+const USAGE =
+  `tracker [--port P] [--host ADDR] [--interval SECONDS] [--allow-ip-from ADDR]... [--json]
+
+Runs an HTTP tracker through which seeders and downloaders find each other.
+Peers announce to http://HOST:PORT/announce; people can open http://HOST:PORT/ to see
+each shared file with its seeders and downloaders (/stats gives the same as JSON).
+
+Options:
+  --port P              port to listen on (default ${DEFAULT_TRACKER_PORT}; 0 picks a free port)
+  --host ADDR           address to listen on (default 0.0.0.0, every IPv4 interface)
+  --interval SECONDS    re-announce interval handed to peers (default ${DEFAULT_INTERVAL_SEC}, min 1);
+                        peers silent for about two intervals are dropped
+  --allow-ip-from ADDR  trust the "ip" parameter in announces coming from ADDR (repeatable),
+                        for peers behind the same host or NAT as ADDR; from any other address
+                        the tracker hands out the address the request came from
+  --json                print events as JSON lines (a "listening" event once serving)
+  -h, --help            show this help
+
+Stop it with Ctrl-C or SIGTERM. Nothing is kept on disk: after a restart the tracker is
+repopulated by the peers' next announces.`;
+
+/** `tracker`: runs the HTTP tracker until the signal aborts. */
+export const trackerCommand: Command = {
+  name: "tracker",
+  summary: "run an HTTP tracker through which peers find each other",
+  usage: USAGE,
+  run: runTracker,
+};
+
+/**
+ * Parses the tracker's options, serves until `ctx.signal` aborts, and returns exit code 0.
+ *
+ * @throws {UsageError} on a bad option
+ * @throws {Error} with a one-line message when the address cannot be listened on (port in use)
+ */
+async function runTracker(argv: string[], ctx: CommandContext): Promise<number> {
+  const args = parseCommandArgs(argv, {
+    port: { type: "string" },
+    host: { type: "string" },
+    interval: { type: "string" },
+    "allow-ip-from": { type: "string", multiple: true },
+  }, "tracker");
+  expectPositionals(args, 0, "tracker");
+  const port = optPort(args, "port", DEFAULT_TRACKER_PORT);
+  const host = optString(args, "host") ?? "0.0.0.0";
+  if (host === "") throw new UsageError("tracker: --host must not be empty");
+  const intervalSec = optInteger(args, "interval", {
+    min: 1,
+    max: MAX_INTERVAL_SEC,
+    fallback: DEFAULT_INTERVAL_SEC,
+  });
+  const allowIpFrom = optStrings(args, "allow-ip-from").map((text) => {
+    const ip = normalizeIp(text);
+    if (ip === undefined) {
+      throw new UsageError(`tracker: --allow-ip-from needs an IP address, got "${text}"`);
+    }
+    return ip;
+  });
+
+  // Grace of about two intervals, plus slack for a peer whose announce is a little late.
+  const peerTtlMs = 2 * intervalSec * 1000 + Math.min(30_000, intervalSec * 500);
+  const table = new SwarmTable({ peerTtlMs });
+  const handler = createTrackerHandler(table, { intervalSec, allowIpFrom });
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: host,
+      port,
+      signal: ctx.signal,
+      onListen: (addr) => {
+        const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+        const wildcard = addr.hostname === "0.0.0.0" || addr.hostname === "::";
+        ctx.sink.emit({
+          event: "listening",
+          host: addr.hostname,
+          port: addr.port,
+          service: "tracker",
+          ...(wildcard ? {} : { url: `http://${shown}:${addr.port}/announce` }),
+        });
+      },
+      onError: () => new Response('{"error":"internal error"}', { status: 500 }),
+    }, (req, info) => handler(req, info.remoteAddr));
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new Error(`tracker: cannot listen on ${host}:${port}: address already in use`, {
+        cause: err,
+      });
+    }
+    throw new Error(`tracker: cannot listen on ${host}:${port}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+
+  const sweepMs = Math.min(60_000, Math.max(1000, intervalSec * 500));
+  const sweeper = setInterval(() => table.expire(performance.now()), sweepMs);
+  try {
+    await server.finished;
+  } finally {
+    clearInterval(sweeper);
+  }
+  return 0;
+}

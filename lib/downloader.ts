@@ -1,0 +1,537 @@
+/**
+ * @module downloader
+ * Runs one download: connections to peers, the piece picker, verification of every piece before
+ * it counts, storage, progress events and the final rename. Each connection is one task; a
+ * peer's misbehaviour ends that task only. Does I/O.
+ */
+
+import { Bitfield } from "./bitfield.ts";
+import { errorMessage, ProtocolError } from "./errors.ts";
+import type { EventSink } from "./events.ts";
+import { digestsEqual, sha256 } from "./hash.ts";
+import {
+  type ByteStream,
+  type ConnTiming,
+  DEFAULT_TIMING,
+  newPeerId,
+  PeerConnection,
+} from "./peer_conn.ts";
+import { PiecePicker } from "./picker.ts";
+import { RateMeter } from "./rate.ts";
+import type { ShareStorage } from "./storage.ts";
+import { fromHex } from "./units.ts";
+import { encodeCancel, encodeRequest, encodeSignal, MessageType } from "./wire.ts";
+
+/** Size of one request. Large blocks keep per-message overhead low on fast links. */
+export const BLOCK_BYTES = 256 * 1024;
+/** Bytes kept requested ahead on each connection so the pipe never runs dry. */
+const PIPELINE_BYTES = 4 * 1024 * 1024;
+/** Pieces waiting for their hash at once per connection before it stops reading (memory bound). */
+const MAX_VERIFYING_PER_CONN = 4;
+/** How long a connection attempt may take. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** Reconnect attempts to a peer after a connection is lost. */
+const MAX_RECONNECTS = 5;
+/** A peer whose data fails verification this many times is dropped. */
+const MAX_HASH_FAILURES_PER_PEER = 3;
+/** How often progress events are emitted. */
+const PROGRESS_INTERVAL_MS = 250;
+/** How often the state file is rewritten at most (each write syncs the data first). */
+const STATE_FLUSH_INTERVAL_MS = 500;
+
+/** A peer to fetch from. */
+export interface PeerAddress {
+  hostname: string;
+  port: number;
+}
+
+/** Opens a byte stream to a peer; replaced by TLS later, or by in-memory pairs in tests. */
+export type Dialer = (peer: PeerAddress, signal: AbortSignal) => Promise<ByteStream>;
+
+/** Plain TCP dialer. */
+export const tcpDialer: Dialer = async (peer, signal) => {
+  const conn = await Deno.connect({ hostname: peer.hostname, port: peer.port, signal });
+  try {
+    conn.setNoDelay(true);
+  } catch {
+    // Not every transport has Nagle's algorithm to turn off.
+  }
+  return conn;
+};
+
+/** Options for {@linkcode runDownload}. */
+export interface DownloadOptions {
+  peers: PeerAddress[];
+  /** Connections in total (spread over the peers). */
+  connections: number;
+  sink: EventSink;
+  signal: AbortSignal;
+  dialer?: Dialer;
+  timing?: ConnTiming;
+}
+
+/** What a finished download reports. */
+export interface DownloadResult {
+  path: string;
+  bytes: number;
+  piecesFetched: number;
+  piecesTotal: number;
+  seconds: number;
+}
+
+/** Per-peer knowledge shared by all connections to that peer. */
+interface PeerRecord {
+  key: string;
+  /** Pieces whose data from this peer failed verification: never asked of it again. */
+  failed: Set<number>;
+  hashFailures: number;
+  banned: boolean;
+}
+
+/** One piece being assembled on a connection. */
+interface Assembly {
+  index: number;
+  data: Uint8Array;
+  /** Outstanding block requests, keyed by begin offset. */
+  pending: Map<number, number>;
+}
+
+/**
+ * Downloads every missing piece of `storage` from the given peers, verifying each.
+ *
+ * @returns the final path and counts
+ * @throws {Error} when no peer can supply the missing pieces (what was verified stays saved)
+ */
+export async function runDownload(
+  storage: ShareStorage,
+  options: DownloadOptions,
+): Promise<DownloadResult> {
+  const session = new DownloadSession(storage, options);
+  return await session.run();
+}
+
+/** One live connection, as the session sees it. */
+interface LiveConnection {
+  record: PeerRecord;
+  peerHas: Bitfield;
+  /** Asks the connection to top up its request pipeline (pieces came back to the pool). */
+  fill(): void;
+  /** Another connection stored piece `index`: stop fetching it here (end game). */
+  cancel(index: number): void;
+  close(reason: string): void;
+}
+
+class DownloadSession {
+  readonly storage: ShareStorage;
+  readonly options: DownloadOptions;
+  readonly picker: PiecePicker;
+  readonly infoHash: Uint8Array;
+  readonly peerId = newPeerId();
+  readonly meter = new RateMeter();
+  readonly startedMs = performance.now();
+  readonly controller = new AbortController();
+  readonly signal: AbortSignal;
+  readonly peers = new Map<string, PeerRecord>();
+  readonly live = new Set<LiveConnection>();
+  piecesFetched = 0;
+  /** Connection loops waiting to reconnect: they may still bring pieces. */
+  reconnecting = 0;
+  #failure: Error | undefined;
+  #storing = new Set<number>();
+
+  constructor(storage: ShareStorage, options: DownloadOptions) {
+    this.storage = storage;
+    this.options = options;
+    this.picker = new PiecePicker(storage.have);
+    this.infoHash = fromHex(storage.meta.infoHash);
+    this.signal = AbortSignal.any([options.signal, this.controller.signal]);
+  }
+
+  async run(): Promise<DownloadResult> {
+    const { sink } = this.options;
+    const total = this.storage.layout.pieceCount;
+    if (!this.picker.done) {
+      const connections = Math.max(1, this.options.connections);
+      sink.emit({
+        event: "started",
+        name: this.storage.meta.info.name,
+        piecesNeeded: this.picker.remaining,
+        piecesTotal: total,
+        connections,
+        peer: this.options.peers.map((p) => hostPort(p)).join(", "),
+      });
+      const progressTimer = setInterval(() => this.emitProgress(), PROGRESS_INTERVAL_MS);
+      const flushTimer = setInterval(
+        () => this.storage.flush().catch((err) => this.fail(err)),
+        STATE_FLUSH_INTERVAL_MS,
+      );
+      try {
+        const tasks: Promise<void>[] = [];
+        for (let i = 0; i < connections; i++) {
+          tasks.push(this.connectionLoop(this.options.peers[i % this.options.peers.length]));
+        }
+        await Promise.all(tasks);
+      } finally {
+        clearInterval(progressTimer);
+        clearInterval(flushTimer);
+        await this.storage.flush();
+      }
+      if (this.options.signal.aborted) throw this.options.signal.reason ?? new Error("aborted");
+      if (!this.storage.have.complete) {
+        throw this.#failure ?? new Error(this.incompleteMessage("download stopped"));
+      }
+      this.emitProgress();
+    }
+    const path = await this.storage.finalize();
+    return {
+      path,
+      bytes: this.storage.meta.info.length,
+      piecesFetched: this.piecesFetched,
+      piecesTotal: total,
+      seconds: (performance.now() - this.startedMs) / 1000,
+    };
+  }
+
+  incompleteMessage(why: string): string {
+    const have = this.storage.have.count;
+    return `${why}; ${have}/${this.storage.layout.pieceCount} pieces verified (run again to resume)`;
+  }
+
+  emitProgress(): void {
+    const rate = this.meter.rate(performance.now());
+    const bytesTotal = this.storage.meta.info.length;
+    const bytesDone = this.storage.bytesHave;
+    this.options.sink.emit({
+      event: "progress",
+      piecesDone: this.storage.have.count,
+      piecesTotal: this.storage.layout.pieceCount,
+      bytesDone,
+      bytesTotal,
+      rateBytesPerSec: Math.round(rate),
+      etaSeconds: rate > 0 ? Math.round((bytesTotal - bytesDone) / rate) : null,
+      peers: this.live.size,
+    });
+  }
+
+  /** Ends the download with `err` (kept for the final report). */
+  fail(err: unknown): void {
+    this.#failure ??= err instanceof Error ? err : new Error(String(err));
+    this.controller.abort(this.#failure);
+  }
+
+  /** Pieces came back to the pool: let every connection top up. */
+  wakeAll(): void {
+    for (const c of this.live) c.fill();
+  }
+
+  peerRecord(peer: PeerAddress): PeerRecord {
+    const key = hostPort(peer);
+    let record = this.peers.get(key);
+    if (!record) {
+      record = { key, failed: new Set(), hashFailures: 0, banned: false };
+      this.peers.set(key, record);
+    }
+    return record;
+  }
+
+  /** True when a peer holding `peerHas` could still give us a missing piece. */
+  canPickFrom(peerHas: Bitfield, record: PeerRecord): boolean {
+    if (record.banned) return false;
+    for (let i = 0; i < this.picker.pieceCount; i++) {
+      if (this.picker.needs(i) && peerHas.has(i) && !record.failed.has(i)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Fails the download when no live or returning connection can bring a missing piece, so a
+   * download never hangs on peers that cannot help; `why` names the cause.
+   */
+  checkStuck(why: string): void {
+    if (this.picker.done || this.signal.aborted) return;
+    if (this.picker.inFlightCount > 0 || this.reconnecting > 0) return;
+    for (const c of this.live) if (this.canPickFrom(c.peerHas, c.record)) return;
+    this.fail(new Error(this.incompleteMessage(why)));
+  }
+
+  /** Everything is here: close every connection so their loops end. */
+  finishAll(): void {
+    for (const c of this.live) c.close("download complete");
+  }
+
+  /** Keeps one connection to `peer` going, reconnecting with backoff when it drops. */
+  async connectionLoop(peer: PeerAddress): Promise<void> {
+    const record = this.peerRecord(peer);
+    let failures = 0;
+    for (;;) {
+      let why = "";
+      try {
+        const progressed = await this.runConnection(peer, record);
+        if (progressed) failures = 0;
+      } catch (err) {
+        why = errorMessage(err);
+        if (err instanceof ProtocolError && /info hash mismatch|another share/.test(why)) {
+          this.fail(new Error(why));
+          return;
+        }
+      }
+      if (this.picker.done || this.signal.aborted) return;
+      if (record.banned) {
+        this.checkStuck(`all peers dropped (last: ${record.key})`);
+        return;
+      }
+      failures++;
+      if (failures > MAX_RECONNECTS) {
+        this.checkStuck(`cannot reach ${record.key}: ${why || "connection lost"}`);
+        return;
+      }
+      this.options.sink.emit({
+        event: "warning",
+        message: `connection to ${record.key} failed (${
+          why || "closed"
+        }); retry ${failures}/${MAX_RECONNECTS}`,
+      });
+      this.reconnecting++;
+      try {
+        await abortableDelay(Math.min(8000, 250 * 2 ** failures), this.signal);
+      } finally {
+        this.reconnecting--;
+      }
+    }
+  }
+
+  /**
+   * One connection: handshake, learn the peer's pieces, then keep a pipeline of block requests
+   * full and assemble, verify and store the pieces that arrive.
+   *
+   * @returns true when at least one piece was completed on it
+   */
+  async runConnection(peer: PeerAddress, record: PeerRecord): Promise<boolean> {
+    const dialer = this.options.dialer ?? tcpDialer;
+    const stream = await dialer(
+      peer,
+      AbortSignal.any([this.signal, AbortSignal.timeout(CONNECT_TIMEOUT_MS)]),
+    );
+    const conn = new PeerConnection(stream, record.key, this.options.timing ?? DEFAULT_TIMING);
+    const onAbort = () => conn.close("download ended");
+    this.signal.addEventListener("abort", onAbort, { once: true });
+    const assemblies = new Map<number, Assembly>();
+    const verifying = new Set<Promise<void>>();
+    let choked = true;
+    let requestedBytes = 0;
+    let completedHere = 0;
+
+    const drop = (index: number) => {
+      const a = assemblies.get(index);
+      if (!a) return;
+      for (const len of a.pending.values()) requestedBytes -= len;
+      assemblies.delete(index);
+      this.picker.release(index);
+    };
+    const live: LiveConnection = {
+      record,
+      peerHas: new Bitfield(this.storage.layout.pieceCount),
+      close: (reason) => conn.close(reason),
+      cancel: (index) => {
+        const a = assemblies.get(index);
+        if (!a) return;
+        for (const [begin, length] of a.pending) {
+          conn.send(encodeCancel(index, begin, length)).catch(() => {});
+          requestedBytes -= length;
+        }
+        assemblies.delete(index);
+      },
+      fill: () => {
+        if (choked || conn.closed || record.banned) return;
+        // A fair share of what is left, so the first connection up does not take everything.
+        const maxPieces = Math.max(
+          1,
+          Math.ceil(this.picker.remaining / Math.max(1, this.options.connections)),
+        );
+        while (requestedBytes < PIPELINE_BYTES && assemblies.size < maxPieces) {
+          const exclude = new Set<number>([...record.failed, ...assemblies.keys()]);
+          let index = this.picker.pick(live.peerHas, { exclude });
+          // End game: only an idle connection duplicates a piece in flight elsewhere, so the
+          // last pieces are not held up by one slow peer, without fetching everything twice.
+          if (index === undefined && assemblies.size === 0 && this.picker.allInFlight) {
+            index = this.picker.pick(live.peerHas, { exclude, endGame: true });
+          }
+          if (index === undefined) return;
+          const assembly: Assembly = {
+            index,
+            data: new Uint8Array(this.storage.layout.pieceSize(index)),
+            pending: new Map(),
+          };
+          assemblies.set(index, assembly);
+          for (const block of this.storage.layout.blocks(index, BLOCK_BYTES)) {
+            assembly.pending.set(block.begin, block.length);
+            requestedBytes += block.length;
+            conn.send(encodeRequest(index, block.begin, block.length)).catch(() => {});
+          }
+        }
+      },
+    };
+
+    try {
+      await conn.handshakeAsInitiator(this.infoHash, this.peerId);
+      this.live.add(live);
+      this.options.sink.emit({ event: "peer_connected", peer: record.key, direction: "out" });
+      await conn.send(encodeSignal(MessageType.INTERESTED));
+      while (!this.picker.done) {
+        const msg = await conn.receive();
+        if (msg === undefined) throw new ProtocolError(`peer ${record.key} closed the connection`);
+        switch (msg.type) {
+          case "bitfield":
+            try {
+              live.peerHas = Bitfield.fromBytes(msg.bytes, this.storage.layout.pieceCount);
+            } catch (err) {
+              throw new ProtocolError(`bad bitfield from ${record.key}: ${errorMessage(err)}`);
+            }
+            this.picker.addPeer(live.peerHas);
+            break;
+          case "have":
+            if (msg.index >= live.peerHas.size) {
+              throw new ProtocolError(`have for piece ${msg.index} out of range`);
+            }
+            if (!live.peerHas.has(msg.index)) {
+              live.peerHas.set(msg.index);
+              this.picker.addHave(msg.index);
+            }
+            break;
+          case "unchoke":
+            choked = false;
+            break;
+          case "choke":
+            choked = true;
+            for (const index of [...assemblies.keys()]) drop(index);
+            this.wakeAll();
+            break;
+          case "reject": {
+            if (!assemblies.get(msg.index)?.pending.has(msg.begin)) break;
+            live.peerHas.clear(msg.index);
+            drop(msg.index);
+            this.wakeAll();
+            break;
+          }
+          case "piece": {
+            const a = assemblies.get(msg.index);
+            const expected = a?.pending.get(msg.begin);
+            if (!a || expected === undefined) break; // cancelled or never asked: not trusted
+            if (expected !== msg.data.length) {
+              throw new ProtocolError(
+                `piece ${msg.index} block at ${msg.begin}: ${msg.data.length} bytes, asked ${expected}`,
+              );
+            }
+            a.data.set(msg.data, msg.begin);
+            a.pending.delete(msg.begin);
+            requestedBytes -= expected;
+            this.meter.add(expected, performance.now());
+            if (a.pending.size === 0) {
+              assemblies.delete(a.index);
+              const task: Promise<void> = this.finishPiece(a, record, conn)
+                .then((ok) => {
+                  if (ok) completedHere++;
+                })
+                .catch((err) => this.fail(err))
+                .finally(() => verifying.delete(task));
+              verifying.add(task);
+              // Bound memory: stop reading while too many pieces wait for their hash.
+              if (verifying.size >= MAX_VERIFYING_PER_CONN) await Promise.race(verifying);
+            }
+            break;
+          }
+          case "error":
+            throw new ProtocolError(`peer ${record.key} said: ${msg.message}`);
+          case "handshake":
+            throw new ProtocolError(`peer ${record.key} sent a second handshake`);
+          default:
+            break;
+        }
+        live.fill();
+        if (
+          assemblies.size === 0 && verifying.size === 0 && !this.canPickFrom(live.peerHas, record)
+        ) {
+          this.checkStuck(`no connected peer has the ${this.picker.remaining} missing pieces`);
+        }
+      }
+      return completedHere > 0;
+    } catch (err) {
+      if (this.picker.done) return completedHere > 0;
+      throw err;
+    } finally {
+      this.signal.removeEventListener("abort", onAbort);
+      this.live.delete(live);
+      for (const index of [...assemblies.keys()]) drop(index);
+      await Promise.allSettled(verifying);
+      conn.close();
+      if (!this.picker.done) {
+        this.wakeAll();
+        queueMicrotask(() => this.checkStuck(`lost connection to ${record.key}`));
+      }
+    }
+  }
+
+  /**
+   * Verifies an assembled piece and stores it when good. A bad piece is reported, never
+   * stored, and never asked of that peer again; a peer with repeated failures is dropped.
+   *
+   * @returns true when the piece was stored
+   */
+  async finishPiece(a: Assembly, record: PeerRecord, conn: PeerConnection): Promise<boolean> {
+    const digest = await sha256(a.data);
+    if (!this.picker.needs(a.index)) return false; // an end-game duplicate: another was faster
+    if (!digestsEqual(digest, this.storage.expectedDigest(a.index))) {
+      record.failed.add(a.index);
+      record.hashFailures++;
+      this.picker.release(a.index);
+      const message = `piece ${a.index} from ${record.key} failed SHA-256 verification; discarded`;
+      this.options.sink.emit({
+        event: "piece_failed",
+        index: a.index,
+        peer: record.key,
+        reason: message,
+      });
+      if (record.hashFailures >= MAX_HASH_FAILURES_PER_PEER) {
+        record.banned = true;
+        conn.close(`dropped ${record.key}: ${record.hashFailures} pieces failed verification`);
+      }
+      this.wakeAll();
+      queueMicrotask(() =>
+        this.checkStuck(
+          `piece ${a.index} failed verification and no connected peer has a good copy`,
+        )
+      );
+      return false;
+    }
+    if (this.#storing.has(a.index)) return false; // an end-game twin is being stored already
+    this.#storing.add(a.index);
+    try {
+      await this.storage.writeVerifiedPiece(a.index, a.data);
+    } finally {
+      this.#storing.delete(a.index);
+    }
+    this.picker.complete(a.index);
+    this.piecesFetched++;
+    for (const c of this.live) c.cancel(a.index);
+    if (this.picker.done) this.finishAll();
+    return true;
+  }
+}
+
+function hostPort(peer: PeerAddress): string {
+  return peer.hostname.includes(":")
+    ? `[${peer.hostname}]:${peer.port}`
+    : `${peer.hostname}:${peer.port}`;
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,94 @@
+/**
+ * @module events
+ * The event stream every role emits. The terminal display, `--json` output and (later) the web
+ * page all consume the same events, so each shows the same facts. Pure: no I/O.
+ *
+ * Every event has an `event` field; the JSON form printed by `--json` is exactly these objects.
+ * Fields are only ever added, never renamed or removed: scripts may rely on them.
+ */
+
+/** One thing that happened. */
+export type P2PEvent =
+  | {
+    event: "created";
+    path: string;
+    infoHash: string;
+    name: string;
+    bytes: number;
+    pieces: number;
+    pieceLength: number;
+  }
+  | {
+    event: "share";
+    path: string;
+    name: string;
+    bytes: number;
+    pieceLength: number;
+    pieces: number;
+    infoHash: string;
+    trackers: string[];
+    comment: string | null;
+    createdBy: string | null;
+    creationDate: string | null;
+  }
+  | {
+    event: "listening";
+    host: string;
+    port: number;
+    service: "peer" | "tracker" | "web";
+    url?: string;
+  }
+  | { event: "ingested"; pieces: number; piecesTotal: number; source: string }
+  | { event: "serving"; name: string; pieces: number; host: string; port: number; hint: string }
+  | { event: "rechecking"; path: string; reason: string }
+  | {
+    event: "started";
+    name: string;
+    piecesNeeded: number;
+    piecesTotal: number;
+    connections: number;
+    peer: string;
+  }
+  | {
+    event: "progress";
+    piecesDone: number;
+    piecesTotal: number;
+    bytesDone: number;
+    bytesTotal: number;
+    rateBytesPerSec: number;
+    etaSeconds: number | null;
+    peers: number;
+  }
+  | { event: "peer_connected"; peer: string; direction: "in" | "out" }
+  | { event: "peer_disconnected"; peer: string; reason: string }
+  | { event: "piece_failed"; index: number; peer: string; reason: string }
+  | {
+    event: "complete";
+    path: string;
+    bytes: number;
+    piecesFetched: number;
+    piecesTotal: number;
+    seconds: number;
+  }
+  | {
+    event: "verified";
+    path: string;
+    ok: boolean;
+    piecesGood: number;
+    piecesTotal: number;
+    badPieces: number[];
+  }
+  | { event: "warning"; message: string }
+  | { event: "info"; message: string }
+  | { event: "error"; message: string };
+
+/** Name of an event kind. */
+export type EventName = P2PEvent["event"];
+
+/** Where a role sends what happens. Implementations must not throw. */
+export interface EventSink {
+  emit(event: P2PEvent): void;
+}
+
+/** A sink that drops everything (library use, tests). */
+export const NULL_SINK: EventSink = { emit() {} };

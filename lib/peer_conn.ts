@@ -1,0 +1,242 @@
+/**
+ * @module peer_conn
+ * One peer connection over any pair of byte streams (TCP now, TLS later): framed sends through
+ * one writer so backpressure holds, framed receives through the bounded decoder, the handshake,
+ * keep-alives, and an idle watchdog so a silent peer cannot hang anything. Does I/O.
+ */
+
+import { ProtocolError } from "./errors.ts";
+import { toHex } from "./units.ts";
+import {
+  decodeBody,
+  encodeError,
+  encodeHandshake,
+  encodeKeepAlive,
+  FrameDecoder,
+  MAX_FRAME_BYTES,
+  type Message,
+  PROTOCOL_VERSION,
+} from "./wire.ts";
+
+/** What a connection runs over: `Deno.Conn` and `Deno.TlsConn` both fit. */
+export interface ByteStream {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+  close(): void;
+}
+
+/** Timing of a connection. */
+export interface ConnTiming {
+  /** Close when nothing at all was received for this long. */
+  idleTimeoutMs: number;
+  /** Send a keep-alive when nothing was sent for this long. */
+  keepAliveMs: number;
+}
+
+/** Defaults: a peer silent for 45 s is gone; we speak at least every 15 s. */
+export const DEFAULT_TIMING: ConnTiming = { idleTimeoutMs: 45_000, keepAliveMs: 15_000 };
+
+/** The other side's handshake. */
+export interface RemoteHello {
+  infoHash: string;
+  peerId: string;
+  version: number;
+}
+
+/** A framed, watched connection to one peer. */
+export class PeerConnection {
+  /** `host:port` of the other side, for messages. */
+  readonly remote: string;
+  #stream: ByteStream;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #decoder = new FrameDecoder();
+  #lastReceivedMs = performance.now();
+  #lastSentMs = performance.now();
+  #watchdog: ReturnType<typeof setInterval>;
+  #closed = false;
+  #closeReason = "";
+  /** Bytes received and sent, including framing. */
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(stream: ByteStream, remote: string, timing: ConnTiming = DEFAULT_TIMING) {
+    this.#stream = stream;
+    this.remote = remote;
+    this.#writer = stream.writable.getWriter();
+    this.#reader = stream.readable.getReader();
+    const tick = Math.max(50, Math.min(timing.keepAliveMs, timing.idleTimeoutMs) / 3);
+    this.#watchdog = setInterval(() => {
+      const now = performance.now();
+      if (now - this.#lastReceivedMs > timing.idleTimeoutMs) {
+        this.close(`no data for ${Math.round(timing.idleTimeoutMs / 1000)}s (peer stalled)`);
+      } else if (now - this.#lastSentMs > timing.keepAliveMs) {
+        this.send(encodeKeepAlive()).catch(() => {});
+      }
+    }, tick);
+  }
+
+  /** True once closed (by either side or the watchdog). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Why the connection was closed locally, if it was. */
+  get closeReason(): string {
+    return this.#closeReason;
+  }
+
+  /** Sends one encoded frame; resolves when the transport has taken it. */
+  send(frame: Uint8Array): Promise<void> {
+    if (this.#closed) {
+      return Promise.reject(new ProtocolError(`connection to ${this.remote} is closed`));
+    }
+    this.#lastSentMs = performance.now();
+    this.bytesOut += frame.length;
+    return this.#writer.write(frame);
+  }
+
+  /** Resolves when the transport can take more without queueing (backpressure). */
+  get ready(): Promise<void> {
+    return this.#writer.ready;
+  }
+
+  /**
+   * Receives the next message, or `undefined` at a clean end of stream.
+   *
+   * @throws {ProtocolError} on a malformed or oversized frame, or a stream cut mid-frame
+   */
+  async receive(): Promise<Message | undefined> {
+    for (;;) {
+      const body = this.#decoder.nextBody();
+      if (body !== undefined) return decodeBody(body);
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await this.#reader.read();
+      } catch (err) {
+        if (this.#closed) {
+          throw new ProtocolError(this.#closeReason || "connection closed", { cause: err });
+        }
+        throw new ProtocolError(`connection to ${this.remote} lost: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      if (chunk.done) {
+        if (this.#closed && this.#closeReason) throw new ProtocolError(this.#closeReason);
+        this.#decoder.finish();
+        return undefined;
+      }
+      this.#lastReceivedMs = performance.now();
+      this.bytesIn += chunk.value.length;
+      this.#decoder.push(chunk.value);
+    }
+  }
+
+  /** Iterates messages until the stream ends. */
+  async *messages(): AsyncGenerator<Message> {
+    for (;;) {
+      const message = await this.receive();
+      if (message === undefined) return;
+      yield message;
+    }
+  }
+
+  /**
+   * Opens the conversation from our side: send our handshake, then read theirs.
+   *
+   * @throws {ProtocolError} when the peer refuses or answers for another share
+   */
+  async handshakeAsInitiator(infoHash: Uint8Array, peerId: Uint8Array): Promise<RemoteHello> {
+    await this.send(encodeHandshake(infoHash, peerId));
+    const hello = await this.#readHello();
+    if (hello.infoHash !== toHex(infoHash)) {
+      const message = `peer ${this.remote} serves another share (info hash ${hello.infoHash})`;
+      await this.sendErrorAndClose(`info hash mismatch: expected ${toHex(infoHash)}`);
+      throw new ProtocolError(message);
+    }
+    return hello;
+  }
+
+  /**
+   * Answers a conversation the peer opened: read their handshake, accept it only when
+   * `accept` knows the share, then send ours.
+   *
+   * @param accept returns our info hash for a share we serve, or `undefined`
+   * @throws {ProtocolError} when the peer asks for a share we do not serve
+   */
+  async handshakeAsResponder(
+    accept: (infoHash: string) => Uint8Array | undefined,
+    peerId: Uint8Array,
+  ): Promise<RemoteHello> {
+    const hello = await this.#readHello();
+    const ours = accept(hello.infoHash);
+    if (!ours) {
+      await this.sendErrorAndClose(
+        `info hash mismatch: this peer does not serve ${hello.infoHash}`,
+      );
+      throw new ProtocolError(
+        `peer ${this.remote} asked for unknown share ${hello.infoHash} (info hash mismatch)`,
+      );
+    }
+    await this.send(encodeHandshake(ours, peerId));
+    return hello;
+  }
+
+  /** Tells the peer why we hang up, then closes (best effort: never throws). */
+  async sendErrorAndClose(message: string): Promise<void> {
+    try {
+      if (!this.#closed) {
+        await Promise.race([
+          this.send(encodeError(message)),
+          new Promise((resolve) => setTimeout(resolve, 1000)).then(() => {}),
+        ]);
+      }
+    } catch {
+      // The peer may already be gone; closing is all that is left.
+    }
+    this.close(message);
+  }
+
+  /** Closes the connection and stops its watchdog (idempotent). */
+  close(reason = ""): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeReason = reason;
+    clearInterval(this.#watchdog);
+    try {
+      this.#stream.close();
+    } catch {
+      // Already closed by the other side.
+    }
+  }
+
+  async #readHello(): Promise<RemoteHello> {
+    const message = await this.receive();
+    if (message === undefined) {
+      throw new ProtocolError(`peer ${this.remote} closed the connection during the handshake`);
+    }
+    if (message.type === "error") {
+      throw new ProtocolError(`peer ${this.remote} refused: ${message.message}`);
+    }
+    if (message.type !== "handshake") {
+      throw new ProtocolError(`peer ${this.remote} sent ${message.type} before the handshake`);
+    }
+    if (message.version !== PROTOCOL_VERSION) {
+      await this.sendErrorAndClose(`unsupported protocol version ${message.version}`);
+      throw new ProtocolError(
+        `peer ${this.remote} speaks protocol version ${message.version}, we speak ${PROTOCOL_VERSION}`,
+      );
+    }
+    this.#decoder.maxFrameBytes = MAX_FRAME_BYTES;
+    return {
+      infoHash: toHex(message.infoHash),
+      peerId: toHex(message.peerId),
+      version: message.version,
+    };
+  }
+}
+
+/** A random 20-byte peer id. */
+export function newPeerId(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(20));
+}
