@@ -180,7 +180,6 @@ class DownloadSession {
       if (!this.storage.have.complete) {
         throw this.#failure ?? new Error(this.incompleteMessage("download stopped"));
       }
-      this.emitProgress();
     }
     const path = await this.storage.finalize();
     return {
@@ -353,7 +352,11 @@ class DownloadSession {
           let index = this.picker.pick(live.peerHas, { exclude });
           // End game: only an idle connection duplicates a piece in flight elsewhere, so the
           // last pieces are not held up by one slow peer, without fetching everything twice.
-          if (index === undefined && assemblies.size === 0 && this.picker.allInFlight) {
+          if (
+            index === undefined && assemblies.size === 0 &&
+            this.picker.remaining <= Math.max(2, this.live.size) &&
+            this.picker.allInFlight
+          ) {
             index = this.picker.pick(live.peerHas, { exclude, endGame: true });
           }
           if (index === undefined) return;
@@ -513,7 +516,10 @@ class DownloadSession {
     this.picker.complete(a.index);
     this.piecesFetched++;
     for (const c of this.live) c.cancel(a.index);
-    if (this.picker.done) this.finishAll();
+    if (this.picker.done) {
+      this.emitProgress(); // the last progress still counts the peers that brought it
+      this.finishAll();
+    }
     return true;
   }
 }

@@ -87,7 +87,8 @@ export class PiecePicker {
     for (const i of this.#needed) {
       if (!peerHas.has(i) || options.exclude?.has(i)) continue;
       const flying = this.#inFlight.get(i) ?? 0;
-      if (flying > 0 && !options.endGame) continue;
+      // Outside the end game a piece has one fetcher; inside it, at most two.
+      if (flying > 0 && (!options.endGame || flying >= 2)) continue;
       // In the end game prefer the pieces with the fewest fetchers, then rarity.
       const score = flying * 1e6 + this.#availability[i];
       if (score < bestAvailability) {

@@ -33,7 +33,8 @@ export class RateMeter {
   rate(nowMs: number): number {
     this.#trim(nowMs);
     if (this.#samples.length === 0) return 0;
-    const span = Math.max(nowMs - this.#samples[0].atMs, 1000);
+    // At least 250 ms, so a short burst does not read as an absurd rate.
+    const span = Math.max(nowMs - this.#samples[0].atMs, 250);
     let bytes = 0;
     for (const s of this.#samples) bytes += s.bytes;
     return (bytes * 1000) / Math.min(span, this.windowMs);

@@ -1,7 +1,7 @@
 /**
  * @module swarm_table
  * The tracker's peer table: one swarm per info hash, one entry per announcing peer, expiry by
- * an injected clock and hard limits on how big it may grow. Pure: no `Deno.*`, no timers, no
+ * an injected clock and hard limits on how big it may grow. Pure: no Deno namespace, no timers, no
  * I/O. The HTTP edge (`tracker_server`) parses hostile queries into {@linkcode AnnounceRecord}s
  * and hands them here already checked.
  *
@@ -130,8 +130,8 @@ function peerKey(peerId: string, ip: string): string {
  * @example
  * ```ts
  * const table = new SwarmTable({ peerTtlMs: 150_000 });
- * const outcome = table.announce(record, performance.now());
- * if (outcome.ok) console.log(outcome.peers);
+ * const outcome = table.announce(record, nowMs); // nowMs: the shell's monotonic clock
+ * const peers = outcome.ok ? outcome.peers : [];
  * ```
  */
 export class SwarmTable {

@@ -320,6 +320,10 @@ function checkPeer(entry: unknown): TrackerPeer | undefined {
   return peer;
 }
 
+function peerCount(peers: readonly TrackerPeer[]): string {
+  return peers.length === 1 ? "1 peer" : `${peers.length} peers`;
+}
+
 function clamp(value: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, value));
 }
@@ -504,9 +508,9 @@ export class Announcer {
         const first = !t.started;
         t.started = true;
         if (t.outage) {
-          this.#emit("info", `tracker ${t.url} is reachable again (${result.peers.length} peers)`);
+          this.#emit("info", `tracker ${t.url} is reachable again (${peerCount(result.peers)})`);
         } else if (first) {
-          this.#emit("info", `announced to tracker ${t.url} (${result.peers.length} peers)`);
+          this.#emit("info", `announced to tracker ${t.url} (${peerCount(result.peers)})`);
         }
         t.outage = false;
         t.failures = 0;
