@@ -68,6 +68,14 @@ export interface DownloadOptions {
   signal: AbortSignal;
   dialer?: Dialer;
   timing?: ConnTiming;
+  /** How long to wait for a useful peer before giving up (0: give up at once, no peer source). */
+  waitForPeersMs?: number;
+  /** Most peers connected at once (default: `connections`). */
+  maxPeers?: number;
+  /** Our peer id (so a tracker and peers see one identity). */
+  peerId?: Uint8Array;
+  /** Called after each verified piece is stored (to tell our own uploaders). */
+  onPieceStored?: (index: number) => void;
 }
 
 /** What a finished download reports. */
@@ -86,6 +94,7 @@ interface PeerRecord {
   failed: Set<number>;
   hashFailures: number;
   banned: boolean;
+  lastWarning?: string;
 }
 
 /** One piece being assembled on a connection. */
@@ -121,12 +130,13 @@ interface LiveConnection {
   close(reason: string): void;
 }
 
-class DownloadSession {
+/** One download in progress; `addPeers` may feed it more peers while it runs. */
+export class DownloadSession {
   readonly storage: ShareStorage;
   readonly options: DownloadOptions;
   readonly picker: PiecePicker;
   readonly infoHash: Uint8Array;
-  readonly peerId = newPeerId();
+  readonly peerId: Uint8Array;
   readonly meter = new RateMeter();
   readonly startedMs = performance.now();
   readonly controller = new AbortController();
@@ -138,40 +148,88 @@ class DownloadSession {
   reconnecting = 0;
   #failure: Error | undefined;
   #storing = new Set<number>();
+  #known = new Map<string, PeerAddress>();
+  #loops = new Map<string, number>();
+  #loopCount = 0;
+  #maxLoops: number;
+  #tasks = new Set<Promise<void>>();
+  #running = false;
+  #finished: (() => void) | undefined;
+  #problem = "no peer has the missing pieces";
+  #stalledSinceMs: number | undefined;
 
   constructor(storage: ShareStorage, options: DownloadOptions) {
     this.storage = storage;
     this.options = options;
+    this.peerId = options.peerId ?? newPeerId();
     this.picker = new PiecePicker(storage.have);
     this.infoHash = fromHex(storage.meta.infoHash);
     this.signal = AbortSignal.any([options.signal, this.controller.signal]);
+    this.#maxLoops = Math.max(options.connections, options.maxPeers ?? 0);
+    this.addPeers(options.peers);
+  }
+
+  /** Adds peers (from the command line, a tracker, or later other peers); duplicates are ignored. */
+  addPeers(peers: PeerAddress[]): void {
+    for (const peer of peers) {
+      const record = this.peerRecord(peer);
+      if (!this.#known.has(record.key)) this.#known.set(record.key, peer);
+    }
+    if (this.#running) this.#ensureConnections();
+  }
+
+  /** Starts connection loops so every usable peer has its share of the connections. */
+  #ensureConnections(): void {
+    if (this.picker.done || this.signal.aborted) return;
+    const usable = [...this.#known.entries()].filter(([key]) => !this.peers.get(key)?.banned);
+    const perPeer = Math.max(1, Math.floor(this.options.connections / Math.max(1, usable.length)));
+    for (const [key, peer] of usable) {
+      const running = this.#loops.get(key) ?? 0;
+      for (let i = running; i < perPeer && this.#loopCount < this.#maxLoops; i++) {
+        this.#loops.set(key, (this.#loops.get(key) ?? 0) + 1);
+        this.#loopCount++;
+        const task: Promise<void> = this.connectionLoop(peer).finally(() => {
+          this.#loops.set(key, (this.#loops.get(key) ?? 1) - 1);
+          this.#loopCount--;
+          this.#tasks.delete(task);
+        });
+        this.#tasks.add(task);
+      }
+    }
   }
 
   async run(): Promise<DownloadResult> {
     const { sink } = this.options;
     const total = this.storage.layout.pieceCount;
     if (!this.picker.done) {
-      const connections = Math.max(1, this.options.connections);
       sink.emit({
         event: "started",
         name: this.storage.meta.info.name,
         piecesNeeded: this.picker.remaining,
         piecesTotal: total,
-        connections,
-        peer: this.options.peers.map((p) => hostPort(p)).join(", "),
+        connections: this.options.connections,
+        peer: [...this.#known.keys()].join(", ") || "peers from the tracker",
       });
-      const progressTimer = setInterval(() => this.emitProgress(), PROGRESS_INTERVAL_MS);
+      const progressTimer = setInterval(() => {
+        this.emitProgress();
+        this.#watchStall();
+      }, PROGRESS_INTERVAL_MS);
       const flushTimer = setInterval(
         () => this.storage.flush().catch((err) => this.fail(err)),
         STATE_FLUSH_INTERVAL_MS,
       );
       try {
-        const tasks: Promise<void>[] = [];
-        for (let i = 0; i < connections; i++) {
-          tasks.push(this.connectionLoop(this.options.peers[i % this.options.peers.length]));
-        }
-        await Promise.all(tasks);
+        this.#running = true;
+        this.#ensureConnections();
+        await new Promise<void>((resolve) => {
+          if (this.signal.aborted || this.picker.done) resolve();
+          this.signal.addEventListener("abort", () => resolve(), { once: true });
+          this.#finished = resolve;
+        });
+        this.finishAll();
+        while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
       } finally {
+        this.#running = false;
         clearInterval(progressTimer);
         clearInterval(flushTimer);
         await this.storage.flush();
@@ -187,7 +245,7 @@ class DownloadSession {
       bytes: this.storage.meta.info.length,
       piecesFetched: this.piecesFetched,
       piecesTotal: total,
-      seconds: (performance.now() - this.startedMs) / 1000,
+      seconds: Math.round(performance.now() - this.startedMs) / 1000,
     };
   }
 
@@ -242,54 +300,87 @@ class DownloadSession {
     return false;
   }
 
-  /**
-   * Fails the download when no live or returning connection can bring a missing piece, so a
-   * download never hangs on peers that cannot help; `why` names the cause.
-   */
-  checkStuck(why: string): void {
-    if (this.picker.done || this.signal.aborted) return;
-    if (this.picker.inFlightCount > 0 || this.reconnecting > 0) return;
-    for (const c of this.live) if (this.canPickFrom(c.peerHas, c.record)) return;
-    this.fail(new Error(this.incompleteMessage(why)));
+  /** Remembers why no progress is possible, for the message if the download has to give up. */
+  noteProblem(why: string): void {
+    this.#problem = why;
   }
 
-  /** Everything is here: close every connection so their loops end. */
+  /** True when nothing running can bring a missing piece. */
+  #stalled(): boolean {
+    if (this.picker.done || this.picker.inFlightCount > 0 || this.reconnecting > 0) return false;
+    for (const c of this.live) if (this.canPickFrom(c.peerHas, c.record)) return false;
+    return true;
+  }
+
+  /**
+   * Gives up when no peer can bring a missing piece: at once without a peer source, or after
+   * `waitForPeersMs` when more peers may still be announced (a tracker).
+   */
+  #watchStall(): void {
+    if (!this.#stalled()) {
+      this.#stalledSinceMs = undefined;
+      return;
+    }
+    const now = performance.now();
+    if (this.#stalledSinceMs === undefined) {
+      this.#stalledSinceMs = now;
+      if ((this.options.waitForPeersMs ?? 0) > 0) {
+        this.options.sink.emit({
+          event: "warning",
+          message: `waiting for peers: ${this.#problem}`,
+        });
+      }
+    }
+    if (now - this.#stalledSinceMs >= (this.options.waitForPeersMs ?? 0)) {
+      this.fail(new Error(this.incompleteMessage(this.#problem)));
+    }
+  }
+
+  /** Everything is here (or the download ends): close every connection so their loops end. */
   finishAll(): void {
     for (const c of this.live) c.close("download complete");
+    this.#finished?.();
   }
 
   /** Keeps one connection to `peer` going, reconnecting with backoff when it drops. */
   async connectionLoop(peer: PeerAddress): Promise<void> {
     const record = this.peerRecord(peer);
     let failures = 0;
+    let everConnected = false;
     for (;;) {
       let why = "";
+      let refused = false;
       try {
-        const progressed = await this.runConnection(peer, record);
+        const progressed = await this.runConnection(peer, record, () => (everConnected = true));
         if (progressed) failures = 0;
       } catch (err) {
         why = errorMessage(err);
+        refused = err instanceof Deno.errors.ConnectionRefused;
         if (err instanceof ProtocolError && /info hash mismatch|another share/.test(why)) {
-          this.fail(new Error(why));
+          record.banned = true; // the peer serves something else: never useful for this share
+          this.noteProblem(why);
           return;
         }
       }
       if (this.picker.done || this.signal.aborted) return;
       if (record.banned) {
-        this.checkStuck(`all peers dropped (last: ${record.key})`);
+        this.noteProblem(`all peers dropped (last: ${record.key}, which sent bad data)`);
         return;
       }
       failures++;
-      if (failures > MAX_RECONNECTS) {
-        this.checkStuck(`cannot reach ${record.key}: ${why || "connection lost"}`);
+      // A peer never reached that refuses outright is most likely not running: fail fast.
+      const limit = !everConnected && refused ? 2 : MAX_RECONNECTS;
+      if (failures > limit) {
+        this.noteProblem(`cannot reach ${record.key}: ${why || "connection lost"}`);
         return;
       }
-      this.options.sink.emit({
-        event: "warning",
-        message: `connection to ${record.key} failed (${
-          why || "closed"
-        }); retry ${failures}/${MAX_RECONNECTS}`,
-      });
+      const warning = `connection to ${record.key} failed (${
+        why || "closed"
+      }); retry ${failures}/${limit}`;
+      if (record.lastWarning !== warning) {
+        record.lastWarning = warning; // parallel connections to one peer say it once
+        this.options.sink.emit({ event: "warning", message: warning });
+      }
       this.reconnecting++;
       try {
         await abortableDelay(Math.min(8000, 250 * 2 ** failures), this.signal);
@@ -305,7 +396,11 @@ class DownloadSession {
    *
    * @returns true when at least one piece was completed on it
    */
-  async runConnection(peer: PeerAddress, record: PeerRecord): Promise<boolean> {
+  async runConnection(
+    peer: PeerAddress,
+    record: PeerRecord,
+    onConnected: () => void,
+  ): Promise<boolean> {
     const dialer = this.options.dialer ?? tcpDialer;
     const stream = await dialer(
       peer,
@@ -377,6 +472,7 @@ class DownloadSession {
 
     try {
       await conn.handshakeAsInitiator(this.infoHash, this.peerId);
+      onConnected();
       this.live.add(live);
       this.options.sink.emit({ event: "peer_connected", peer: record.key, direction: "out" });
       await conn.send(encodeSignal(MessageType.INTERESTED));
@@ -454,7 +550,7 @@ class DownloadSession {
         if (
           assemblies.size === 0 && verifying.size === 0 && !this.canPickFrom(live.peerHas, record)
         ) {
-          this.checkStuck(`no connected peer has the ${this.picker.remaining} missing pieces`);
+          this.noteProblem(`no connected peer has the ${this.picker.remaining} missing pieces`);
         }
       }
       return completedHere > 0;
@@ -467,10 +563,7 @@ class DownloadSession {
       for (const index of [...assemblies.keys()]) drop(index);
       await Promise.allSettled(verifying);
       conn.close();
-      if (!this.picker.done) {
-        this.wakeAll();
-        queueMicrotask(() => this.checkStuck(`lost connection to ${record.key}`));
-      }
+      if (!this.picker.done) this.wakeAll();
     }
   }
 
@@ -499,10 +592,8 @@ class DownloadSession {
         conn.close(`dropped ${record.key}: ${record.hashFailures} pieces failed verification`);
       }
       this.wakeAll();
-      queueMicrotask(() =>
-        this.checkStuck(
-          `piece ${a.index} failed verification and no connected peer has a good copy`,
-        )
+      this.noteProblem(
+        `piece ${a.index} failed verification and no connected peer has a good copy`,
       );
       return false;
     }
@@ -516,6 +607,7 @@ class DownloadSession {
     this.picker.complete(a.index);
     this.piecesFetched++;
     for (const c of this.live) c.cancel(a.index);
+    this.options.onPieceStored?.(a.index);
     if (this.picker.done) {
       this.emitProgress(); // the last progress still counts the peers that brought it
       this.finishAll();

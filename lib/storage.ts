@@ -123,7 +123,7 @@ export class ShareStorage {
     const handle = await openFile(dataPath, flags);
     const storage = new ShareStorage(meta, paths, handle, dataPath);
     try {
-      let candidates: Iterable<number> | undefined;
+      let candidates: number[] | undefined;
       if (finalExists) {
         options.sink.emit({
           event: "rechecking",
@@ -135,7 +135,13 @@ export class ShareStorage {
         if (typeof state === "string") {
           options.sink.emit({ event: "rechecking", path: dataPath, reason: state });
         } else {
-          candidates = state.indexes();
+          candidates = [...state.indexes()];
+          if (candidates.length > 0) {
+            options.sink.emit({
+              event: "info",
+              message: `verifying ${candidates.length} pieces recorded in ${paths.state}`,
+            });
+          }
         }
       }
       if (finalExists || partialExists) {

@@ -401,6 +401,7 @@ export class Announcer {
   #trackers: TrackerState[];
   #halt = new AbortController();
   #loops: Promise<void> | undefined;
+  #ended = false;
   #stopping: Promise<void> | undefined;
 
   /**
@@ -438,6 +439,7 @@ export class Announcer {
     if (this.#loops) throw new Error("Announcer.start() called twice");
     const halt = AbortSignal.any([signal, this.#halt.signal]);
     this.#loops = Promise.all(this.#trackers.map((t) => this.#run(t, halt))).then(() => {
+      this.#ended = true;
       for (const t of this.#trackers) this.#release(t);
     });
     return this.#loops;
@@ -450,7 +452,7 @@ export class Announcer {
    * @returns a promise that resolves after each tracker's next attempt (success or not)
    */
   completed(): Promise<void> {
-    const running = this.#loops !== undefined && !this.#halt.signal.aborted;
+    const running = this.#loops !== undefined && !this.#ended && !this.#halt.signal.aborted;
     const waits: Promise<void>[] = [];
     for (const t of this.#trackers) {
       t.completedPending = true;
