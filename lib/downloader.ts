@@ -146,6 +146,8 @@ export class DownloadSession {
   piecesFetched = 0;
   /** Connection loops waiting to reconnect: they may still bring pieces. */
   reconnecting = 0;
+  /** Connections dialling or waiting for the peer's bitfield. */
+  connecting = 0;
   #failure: Error | undefined;
   #storing = new Set<number>();
   #known = new Map<string, PeerAddress>();
@@ -208,7 +210,7 @@ export class DownloadSession {
         piecesNeeded: this.picker.remaining,
         piecesTotal: total,
         connections: this.options.connections,
-        peer: [...this.#known.keys()].join(", ") || "peers from the tracker",
+        peer: [...this.#known.keys()].join(", ") || "peers found through the tracker",
       });
       const progressTimer = setInterval(() => {
         this.emitProgress();
@@ -307,7 +309,8 @@ export class DownloadSession {
 
   /** True when nothing running can bring a missing piece. */
   #stalled(): boolean {
-    if (this.picker.done || this.picker.inFlightCount > 0 || this.reconnecting > 0) return false;
+    if (this.picker.done || this.picker.inFlightCount > 0) return false;
+    if (this.reconnecting > 0 || this.connecting > 0) return false;
     for (const c of this.live) if (this.canPickFrom(c.peerHas, c.record)) return false;
     return true;
   }
@@ -402,10 +405,26 @@ export class DownloadSession {
     onConnected: () => void,
   ): Promise<boolean> {
     const dialer = this.options.dialer ?? tcpDialer;
-    const stream = await dialer(
-      peer,
-      AbortSignal.any([this.signal, AbortSignal.timeout(CONNECT_TIMEOUT_MS)]),
-    );
+    // Until the peer has said which pieces it holds, this connection may still bring work:
+    // the stall watch must not give up meanwhile.
+    this.connecting++;
+    let settled = false;
+    const settle = () => {
+      if (!settled) {
+        settled = true;
+        this.connecting--;
+      }
+    };
+    let stream: ByteStream;
+    try {
+      stream = await dialer(
+        peer,
+        AbortSignal.any([this.signal, AbortSignal.timeout(CONNECT_TIMEOUT_MS)]),
+      );
+    } catch (err) {
+      settle();
+      throw err;
+    }
     const conn = new PeerConnection(stream, record.key, this.options.timing ?? DEFAULT_TIMING);
     const onAbort = () => conn.close("download ended");
     this.signal.addEventListener("abort", onAbort, { once: true });
@@ -487,6 +506,7 @@ export class DownloadSession {
               throw new ProtocolError(`bad bitfield from ${record.key}: ${errorMessage(err)}`);
             }
             this.picker.addPeer(live.peerHas);
+            settle();
             break;
           case "have":
             if (msg.index >= live.peerHas.size) {
@@ -558,6 +578,7 @@ export class DownloadSession {
       if (this.picker.done) return completedHere > 0;
       throw err;
     } finally {
+      settle();
       this.signal.removeEventListener("abort", onAbort);
       this.live.delete(live);
       for (const index of [...assemblies.keys()]) drop(index);

@@ -15,16 +15,20 @@ import {
   optInteger,
   optPort,
   optString,
+  optStrings,
   parseCommandArgs,
   requireString,
 } from "./args.ts";
 import type { Command } from "./context.ts";
 import { listenTcp } from "./listen.ts";
+import { register } from "./announce.ts";
+import { normalizeTrackerUrl } from "../tracker_client.ts";
+import { toHex } from "../units.ts";
 
 export const seedCommand: Command = {
   name: "seed",
   summary: "serve the verified pieces of a file to downloaders",
-  usage: `Usage: p2p-share seed --meta M [--source FILE] [options]
+  usage: `Usage: p2p-share seed --meta M [--source FILE] [--tracker HOST:PORT] [options]
 
 Verifies each piece of FILE against M, copies the good ones into DIR/<name>.partial (recorded in
 DIR/<name>.state.json), then serves them. Without --source it seeds what DIR already holds, so
@@ -37,6 +41,8 @@ Options:
   --host ADDR          address to bind (default 0.0.0.0, all interfaces)
   --workdir DIR        work folder (default ./data)
   --max-connections N  peers served at once (default 64)
+  --tracker HOST:PORT  announce to this tracker (repeatable; a full http://HOST:PORT/announce
+                       URL works too); default: the trackers listed in M
   --json               print one JSON event per line
   -h, --help           show this help
 
@@ -64,6 +70,9 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       fallback: 64,
     });
     const source = optString(args, "source");
+    const trackerFlags = optStrings(args, "tracker");
+    const trackers = trackerFlags.length > 0 ? trackerFlags : meta.trackers;
+    trackers.forEach((t) => normalizeTrackerUrl(t)); // a bad address is a usage error, before any work
 
     // Bind first: a port in use is reported before a long ingest, not after.
     using listener = listenTcp(host, port);
@@ -104,14 +113,31 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
         pieces: total,
         host: shown,
         port: addr.port,
-        hint: `deno task download --meta ${metaPath} --host ${shown} --port ${addr.port}`,
+        hint: trackers.length > 0
+          ? `deno task download --meta ${metaPath} --tracker ${trackers[0]}`
+          : `deno task download --meta ${metaPath} --host ${shown} --port ${addr.port}`,
       });
-      const server = new PeerServer(storage, {
-        peerId: newPeerId(),
+      const peerId = newPeerId();
+      const server = new PeerServer(storage, { peerId, sink: ctx.sink, maxConnections });
+      const registration = register({
+        urls: trackers,
         sink: ctx.sink,
-        maxConnections,
+        signal: ctx.signal,
+        params: () => ({
+          infoHash: meta.infoHash,
+          peerId: toHex(peerId),
+          port: addr.port,
+          left: meta.info.length - storage.bytesHave,
+          uploaded: server.bytesUploaded,
+          downloaded: 0,
+          name: meta.info.name,
+        }),
       });
-      await server.serve(listener, ctx.signal);
+      try {
+        await server.serve(listener, ctx.signal);
+      } finally {
+        await registration.stop(); // goodbye to the tracker on Ctrl-C / SIGTERM
+      }
       ctx.sink.emit({ event: "info", message: `stopped; uploaded ${server.bytesUploaded} bytes` });
       return 0;
     } catch (err) {
