@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { parseSize } from "../lib/units.ts";
+import { benchTracker } from "./tracker_bench.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const main = join(root, "main.ts");
@@ -288,6 +289,16 @@ try {
   seeder.child.kill("SIGTERM");
   await seeder.child.status;
   await drain;
+
+  const tracker = await benchTracker();
+  rows.push({
+    name: `tracker: ${tracker.peers} peers, ${tracker.swarms} swarms`,
+    seconds: 0,
+    mbPerSec: 0,
+    ratio: `${tracker.announcesPerSec.toFixed(0)} announces/s, p50 ${
+      tracker.p50Ms.toFixed(2)
+    } ms, p99 ${tracker.p99Ms.toFixed(2)} ms`,
+  });
 
   const machine =
     `${Deno.build.os} ${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`;

@@ -158,6 +158,7 @@ export class DownloadSession {
   #running = false;
   #finished: (() => void) | undefined;
   #problem = "no peer has the missing pieces";
+  #problemSticky = false;
   #stalledSinceMs: number | undefined;
 
   constructor(storage: ShareStorage, options: DownloadOptions) {
@@ -302,9 +303,14 @@ export class DownloadSession {
     return false;
   }
 
-  /** Remembers why no progress is possible, for the message if the download has to give up. */
-  noteProblem(why: string): void {
+  /**
+   * Remembers why no progress is possible, for the message if the download has to give up.
+   * A `sticky` cause (a piece that failed verification) is not replaced by later, vaguer ones.
+   */
+  noteProblem(why: string, sticky = false): void {
+    if (this.#problemSticky && !sticky) return;
     this.#problem = why;
+    this.#problemSticky ||= sticky;
   }
 
   /** True when nothing running can bring a missing piece. */
@@ -615,6 +621,7 @@ export class DownloadSession {
       this.wakeAll();
       this.noteProblem(
         `piece ${a.index} failed verification and no connected peer has a good copy`,
+        true,
       );
       return false;
     }

@@ -53,7 +53,12 @@ export async function writeFully(
  */
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
   const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  // A leftover (or planted) temp file or symlink is removed, then the temp file is created
+  // exclusively, so the write can never follow a link out of the work folder.
+  await Deno.remove(tmp).catch((err) => {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  });
+  const file = await Deno.open(tmp, { write: true, createNew: true });
   try {
     const bytes = new TextEncoder().encode(text);
     let done = 0;

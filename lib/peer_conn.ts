@@ -69,7 +69,7 @@ export class PeerConnection {
     this.#watchdog = setInterval(() => {
       const now = performance.now();
       if (now - this.#lastReceivedMs > timing.idleTimeoutMs) {
-        this.close(`no data for ${Math.round(timing.idleTimeoutMs / 1000)}s (peer stalled)`);
+        this.close(`no data for ${timing.idleTimeoutMs / 1000}s (peer stalled)`);
       } else if (now - this.#lastSentMs > timing.keepAliveMs) {
         this.send(encodeKeepAlive()).catch(() => {});
       }
@@ -184,15 +184,18 @@ export class PeerConnection {
 
   /** Tells the peer why we hang up, then closes (best effort: never throws). */
   async sendErrorAndClose(message: string): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       if (!this.#closed) {
         await Promise.race([
           this.send(encodeError(message)),
-          new Promise((resolve) => setTimeout(resolve, 1000)).then(() => {}),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000))),
         ]);
       }
     } catch {
       // The peer may already be gone; closing is all that is left.
+    } finally {
+      clearTimeout(timer);
     }
     this.close(message);
   }

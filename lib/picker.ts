@@ -30,7 +30,7 @@ export class PiecePicker {
     this.#random = options.random ?? Math.random;
     this.#needed = new Set();
     for (const i of options.wanted ?? Array.from({ length: have.size }, (_, k) => k)) {
-      if (!have.has(i)) this.#needed.add(i);
+      if (Number.isInteger(i) && i >= 0 && i < have.size && !have.has(i)) this.#needed.add(i);
     }
   }
 

@@ -119,7 +119,8 @@ export class ShareStorage {
     const partialExists = await regularFileExists(paths.partial);
     const finalExists = !partialExists && await regularFileExists(paths.final);
     const dataPath = finalExists ? paths.final : paths.partial;
-    const flags = options.readOnly ? "r" : partialExists || finalExists ? "r+" : "w+";
+    // A completed file is only ever read: it is never truncated or written into.
+    const flags = options.readOnly || finalExists ? "r" : partialExists ? "r+" : "w+";
     const handle = await openFile(dataPath, flags);
     const storage = new ShareStorage(meta, paths, handle, dataPath);
     try {
@@ -146,12 +147,22 @@ export class ShareStorage {
       }
       if (finalExists || partialExists) {
         const size = (await handle.stat()).size;
-        if (!options.readOnly && size !== meta.info.length) await handle.truncate(meta.info.length);
+        if (partialExists && !options.readOnly && size !== meta.info.length) {
+          await handle.truncate(meta.info.length);
+        }
         await storage.verifyInto(storage.have, {
           indexes: candidates,
           signal: options.signal,
           fileSize: size,
         });
+        if (
+          finalExists && !options.readOnly && (!storage.have.complete || size !== meta.info.length)
+        ) {
+          // Not ours to overwrite: it may be an unrelated file that happens to have this name.
+          throw new Error(
+            `${paths.final} exists but does not match ${meta.info.name} (${storage.have.count}/${storage.layout.pieceCount} pieces good); move it away or choose another work folder`,
+          );
+        }
       } else if (!options.readOnly) {
         await handle.truncate(meta.info.length);
       }

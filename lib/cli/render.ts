@@ -131,11 +131,14 @@ export function renderProgressBar(
   role: Role,
   columns: number,
 ): string {
+  // The line must stay shorter than the terminal, or it wraps and `\r` can no longer redraw it.
+  const limit = Math.max(columns - 1, 0);
+  const head = `[${role}] `;
   const summary = progressText(event);
-  const room = columns - summary.length - role.length - 6;
-  const width = Math.max(0, Math.min(30, room));
+  const room = limit - head.length - summary.length - 3; // "[", "] "
+  const width = Math.min(30, room);
   const fraction = event.bytesTotal > 0 ? event.bytesDone / event.bytesTotal : 1;
   const filled = Math.round(width * fraction);
-  const bar = width > 0 ? `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ` : "";
-  return `[${role}] ${bar}${summary}`.slice(0, Math.max(columns - 1, 20));
+  const bar = width >= 5 ? `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ` : "";
+  return `${head}${bar}${summary}`.slice(0, limit);
 }

@@ -1,0 +1,564 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Bitfield } from "../lib/bitfield.ts";
+import { type DownloadResult, runDownload } from "../lib/downloader.ts";
+import { errorMessage, ProtocolError } from "../lib/errors.ts";
+import type { EventSink, P2PEvent } from "../lib/events.ts";
+import { NULL_SINK } from "../lib/events.ts";
+import { sha256 } from "../lib/hash.ts";
+import { buildMetadata, type Metadata, MIN_PIECE_LENGTH } from "../lib/metadata.ts";
+import { newPeerId, PeerConnection } from "../lib/peer_conn.ts";
+import { PeerServer } from "../lib/peer_server.ts";
+import { ShareStorage } from "../lib/storage.ts";
+import { fromHex, toHex } from "../lib/units.ts";
+import {
+  allocPieceFrame,
+  encodeBitfield,
+  encodeReject,
+  encodeRequest,
+  encodeSignal,
+  type Message,
+  MessageType,
+} from "../lib/wire.ts";
+
+const HOST = "127.0.0.1";
+const PIECE = MIN_PIECE_LENGTH;
+/** 40 pieces, the last one short. */
+const SHARE_BYTES = 40 * PIECE - 300;
+const PIECES = 40;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/** Deterministic bytes that differ from piece to piece (mulberry32). */
+function fixtureBytes(length: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(length);
+  let a = seed >>> 0;
+  for (let i = 0; i < length; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (t ^ (t >>> 14)) & 0xff;
+  }
+  return out;
+}
+
+interface Share {
+  meta: Metadata;
+  data: Uint8Array;
+}
+
+async function makeShare(length = SHARE_BYTES, seed = 1, name = "share.bin"): Promise<Share> {
+  const data = fixtureBytes(length, seed);
+  const pieces: string[] = [];
+  for (let offset = 0; offset < length; offset += PIECE) {
+    pieces.push(toHex(await sha256(data.subarray(offset, offset + PIECE))));
+  }
+  return { meta: await buildMetadata({ name, length, pieceLength: PIECE, pieces }), data };
+}
+
+function pieceOf(share: Share, index: number): Uint8Array {
+  return share.data.slice(index * PIECE, Math.min((index + 1) * PIECE, share.data.length));
+}
+
+function recordingSink(): EventSink & { events: P2PEvent[] } {
+  const events: P2PEvent[] = [];
+  return { events, emit: (event) => void events.push(event) };
+}
+
+async function tempDir(prefix: string): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true });
+    },
+  };
+}
+
+/** Settles with `work`, or rejects when it takes longer than `ms` (then `onTimeout` runs). */
+async function within<T>(
+  ms: number,
+  what: string,
+  work: Promise<T>,
+  onTimeout?: () => void,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new Error(`${what}: nothing within ${ms} ms`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Seeder extends AsyncDisposable {
+  port: number;
+  storage: ShareStorage;
+  sink: EventSink & { events: P2PEvent[] };
+}
+
+/**
+ * Serves `share` on 127.0.0.1 (port 0) from a temp folder, holding the pieces in `held`
+ * (default all).
+ */
+async function startSeeder(share: Share, held?: number[]): Promise<Seeder> {
+  const dir = await Deno.makeTempDir({ prefix: "peer_test_seed_" });
+  const sink = recordingSink();
+  let storage: ShareStorage;
+  if (held === undefined) {
+    await Deno.writeFile(join(dir, share.meta.info.name), share.data);
+    storage = await ShareStorage.open(share.meta, dir, { sink: NULL_SINK });
+    assert.ok(storage.have.complete);
+  } else {
+    storage = await ShareStorage.open(share.meta, dir, { sink: NULL_SINK });
+    for (const i of held) await storage.writeVerifiedPiece(i, pieceOf(share, i));
+  }
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const server = new PeerServer(storage, { peerId: newPeerId(), sink });
+  const controller = new AbortController();
+  const serving = server.serve(listener, controller.signal);
+  return {
+    port: listener.addr.port,
+    storage,
+    sink,
+    async [Symbol.asyncDispose]() {
+      controller.abort();
+      await serving;
+      await storage.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** Downloads `share` from the peer at `port` into a fresh folder, bounded by `timeoutMs`. */
+async function download(
+  share: Share,
+  port: number,
+  dir: string,
+  options: { connections: number; timeoutMs?: number; sink?: EventSink },
+): Promise<DownloadResult> {
+  const controller = new AbortController();
+  const storage = await ShareStorage.open(share.meta, dir, { sink: NULL_SINK });
+  try {
+    const running = runDownload(storage, {
+      peers: [{ hostname: HOST, port }],
+      connections: options.connections,
+      sink: options.sink ?? NULL_SINK,
+      signal: controller.signal,
+    });
+    try {
+      return await within(
+        options.timeoutMs ?? 15_000,
+        "download",
+        running,
+        () => controller.abort(new Error("test timeout")),
+      );
+    } finally {
+      await running.catch(() => {});
+    }
+  } finally {
+    await storage.close();
+  }
+}
+
+/** A raw client connection to a seeder, after a successful handshake. */
+async function connectClient(
+  port: number,
+  infoHash: string,
+): Promise<{ conn: PeerConnection } & Disposable> {
+  const conn = new PeerConnection(await Deno.connect({ hostname: HOST, port }), `${HOST}:${port}`);
+  try {
+    await within(5000, "handshake", conn.handshakeAsInitiator(fromHex(infoHash), newPeerId()));
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
+  return { conn, [Symbol.dispose]: () => conn.close() };
+}
+
+/** Receives messages until the stream ends or fails; PIECE data is copied. */
+async function receiveUntilClosed(
+  conn: PeerConnection,
+): Promise<{ messages: Message[]; error?: string }> {
+  const messages: Message[] = [];
+  try {
+    for (;;) {
+      const message = await conn.receive();
+      if (message === undefined) return { messages };
+      messages.push(
+        message.type === "piece" ? { ...message, data: message.data.slice() } : message,
+      );
+    }
+  } catch (err) {
+    return { messages, error: errorMessage(err) };
+  }
+}
+
+/** Receives until a message of `type` arrives. */
+async function receiveType<T extends Message["type"]>(
+  conn: PeerConnection,
+  type: T,
+): Promise<Extract<Message, { type: T }>> {
+  for (;;) {
+    const message = await conn.receive();
+    if (message === undefined) throw new Error(`stream ended before a ${type} message`);
+    if (message.type === type) {
+      return (message.type === "piece"
+        ? { ...message, data: message.data.slice() }
+        : message) as Extract<Message, { type: T }>;
+    }
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+Deno.test({
+  name: "PeerConnection.sendErrorAndClose() leaves no timer running",
+}, async () => {
+  using listener = Deno.listen({ hostname: HOST, port: 0 });
+  const accepted = listener.accept();
+  const conn = new PeerConnection(
+    await Deno.connect({ hostname: HOST, port: listener.addr.port }),
+    "other side",
+  );
+  const other = new PeerConnection(await accepted, "us");
+  try {
+    await conn.sendErrorAndClose("bye");
+    assert.equal(conn.closed, true);
+    assert.deepEqual(await within(5000, "error", receiveType(other, "error")), {
+      type: "error",
+      message: "bye",
+    });
+  } finally {
+    conn.close();
+    other.close();
+  }
+});
+
+for (const connections of [1, 3]) {
+  Deno.test(`runDownload() with ${connections} connection(s) fetches a 40-piece share byte for byte`, async () => {
+    const share = await makeShare();
+    await using seeder = await startSeeder(share);
+    await using dir = await tempDir("peer_test_dl_");
+    const sink = recordingSink();
+    const result = await download(share, seeder.port, dir.path, { connections, sink });
+
+    assert.equal(result.path, join(dir.path, "share.bin"));
+    assert.equal(result.bytes, SHARE_BYTES);
+    assert.equal(result.piecesTotal, PIECES);
+    assert.equal(result.piecesFetched, PIECES);
+    assert.deepEqual(await Deno.readFile(result.path), share.data);
+    assert.equal(await exists(join(dir.path, "share.bin.partial")), false);
+    assert.equal(await exists(join(dir.path, "share.bin.state.json")), false);
+    const started = sink.events.find((e) => e.event === "started");
+    assert.ok(started?.event === "started");
+    assert.equal(started.piecesNeeded, PIECES);
+    assert.equal(started.connections, connections);
+    assert.equal(
+      sink.events.filter((e) => e.event === "piece_failed" || e.event === "error").length,
+      0,
+    );
+    assert.ok(seeder.sink.events.some((e) => e.event === "peer_connected"));
+  });
+}
+
+Deno.test("runDownload() fetches only the missing pieces of a partial download", async () => {
+  const share = await makeShare();
+  await using seeder = await startSeeder(share);
+  await using dir = await tempDir("peer_test_dl_");
+  {
+    const storage = await ShareStorage.open(share.meta, dir.path, { sink: NULL_SINK });
+    for (let i = 0; i < PIECES; i += 2) await storage.writeVerifiedPiece(i, pieceOf(share, i));
+    await storage.close();
+  }
+  const result = await download(share, seeder.port, dir.path, { connections: 2 });
+  assert.equal(result.piecesFetched, PIECES / 2);
+  assert.deepEqual(await Deno.readFile(result.path), share.data);
+});
+
+Deno.test({
+  name: "PeerConnection handshake with a wrong info hash fails naming the info hash",
+}, async () => {
+  const share = await makeShare();
+  const other = await makeShare(SHARE_BYTES, 2);
+  await using seeder = await startSeeder(share);
+  const conn = new PeerConnection(
+    await Deno.connect({ hostname: HOST, port: seeder.port }),
+    `${HOST}:${seeder.port}`,
+  );
+  try {
+    await assert.rejects(
+      () =>
+        within(
+          5000,
+          "handshake",
+          conn.handshakeAsInitiator(fromHex(other.meta.infoHash), newPeerId()),
+        ),
+      (err: unknown) => {
+        assert.ok(err instanceof ProtocolError, String(err));
+        assert.match(err.message, /info hash/);
+        return true;
+      },
+    );
+  } finally {
+    conn.close();
+  }
+  assert.ok(
+    seeder.sink.events.some((e) => e.event === "warning" && /info hash/.test(e.message)),
+    "the seeder reports the refused connection",
+  );
+});
+
+Deno.test({
+  name: "PeerConnection as initiator refuses a responder that serves another share",
+}, async () => {
+  const share = await makeShare(4 * PIECE);
+  const other = await makeShare(4 * PIECE, 2);
+  using listener = Deno.listen({ hostname: HOST, port: 0 });
+  // A responder that accepts any info hash but answers with its own.
+  const responder = (async () => {
+    const conn = new PeerConnection(await listener.accept(), "client");
+    try {
+      await conn.handshakeAsResponder(() => fromHex(other.meta.infoHash), newPeerId());
+      return await receiveUntilClosed(conn);
+    } finally {
+      conn.close();
+    }
+  })();
+  const conn = new PeerConnection(
+    await Deno.connect({ hostname: HOST, port: listener.addr.port }),
+    "responder",
+  );
+  try {
+    await assert.rejects(
+      () =>
+        within(
+          5000,
+          "handshake",
+          conn.handshakeAsInitiator(fromHex(share.meta.infoHash), newPeerId()),
+        ),
+      /info hash/,
+    );
+  } finally {
+    conn.close();
+  }
+  const seen = await within(5000, "responder", responder);
+  const error = seen.messages.find((m) => m.type === "error");
+  assert.ok(
+    error?.type === "error" && /info hash mismatch/.test(error.message),
+    JSON.stringify(seen),
+  );
+});
+
+Deno.test({
+  name: "runDownload() from a peer serving another share fails naming the info hash",
+}, async () => {
+  const share = await makeShare();
+  const other = await makeShare(SHARE_BYTES, 2);
+  await using seeder = await startSeeder(other);
+  await using dir = await tempDir("peer_test_dl_");
+  await assert.rejects(
+    () => download(share, seeder.port, dir.path, { connections: 2, timeoutMs: 10_000 }),
+    (err: unknown) => {
+      assert.match(errorMessage(err), /info hash/);
+      assert.match(errorMessage(err), /run again to resume/);
+      return true;
+    },
+  );
+});
+
+Deno.test({
+  name: "PeerServer disconnects a client whose request is out of range while another downloads",
+}, async () => {
+  const share = await makeShare();
+  await using seeder = await startSeeder(share);
+  await using dir = await tempDir("peer_test_dl_");
+  const badRequests: [number, number, number][] = [
+    [9999, 0, 1024], // no such piece
+    [PIECES - 1, 0, PIECE], // past the end of the short last piece
+    [0, 1000, 100], // past the end of a piece
+    [0, 0, 0], // empty
+  ];
+  const good = download(share, seeder.port, dir.path, { connections: 2 });
+  try {
+    for (const [index, begin, length] of badRequests) {
+      using client = await connectClient(seeder.port, share.meta.infoHash);
+      await client.conn.send(encodeRequest(index, begin, length));
+      const seen = await within(5000, "disconnect", receiveUntilClosed(client.conn));
+      const error = seen.messages.find((m) => m.type === "error");
+      assert.ok(
+        error?.type === "error" && /invalid request/.test(error.message),
+        `${index}/${begin}/${length}: ${JSON.stringify(seen)}`,
+      );
+      assert.equal(seen.messages.filter((m) => m.type === "piece").length, 0);
+    }
+  } finally {
+    const result = await good;
+    assert.deepEqual(await Deno.readFile(result.path), share.data);
+  }
+  const disconnects = seeder.sink.events.filter((e) =>
+    e.event === "peer_disconnected" && /invalid request/.test(e.reason)
+  );
+  assert.equal(disconnects.length, badRequests.length);
+});
+
+Deno.test("PeerServer answers a request for a piece it lacks with REJECT and serves the ones it has", async () => {
+  const share = await makeShare();
+  const missing = new Set([5, 17, 39]);
+  const held = [...Array(PIECES).keys()].filter((i) => !missing.has(i));
+  await using seeder = await startSeeder(share, held);
+  using client = await connectClient(seeder.port, share.meta.infoHash);
+  const { conn } = client;
+  const bitfield = await within(5000, "bitfield", receiveType(conn, "bitfield"));
+  const peerHas = Bitfield.fromBytes(bitfield.bytes, PIECES);
+  assert.deepEqual([...peerHas.indexes()], held);
+  await within(5000, "unchoke", receiveType(conn, "unchoke"));
+
+  await conn.send(encodeRequest(17, 0, PIECE));
+  const reject = await within(5000, "reject", receiveType(conn, "reject"));
+  assert.deepEqual(reject, { type: "reject", index: 17, begin: 0, length: PIECE });
+
+  await conn.send(encodeRequest(16, 100, 200));
+  const piece = await within(5000, "piece", receiveType(conn, "piece"));
+  assert.equal(piece.index, 16);
+  assert.equal(piece.begin, 100);
+  assert.deepEqual(piece.data, pieceOf(share, 16).subarray(100, 300));
+  assert.equal(conn.closed, false, "a REJECT does not end the connection");
+});
+
+Deno.test("runDownload() from a seeder missing pieces fails with 'run again to resume' instead of hanging", async () => {
+  const share = await makeShare();
+  const missing = new Set([5, 17, 39]);
+  const held = [...Array(PIECES).keys()].filter((i) => !missing.has(i));
+  await using seeder = await startSeeder(share, held);
+  await using dir = await tempDir("peer_test_dl_");
+  await assert.rejects(
+    () => download(share, seeder.port, dir.path, { connections: 3, timeoutMs: 10_000 }),
+    (err: unknown) => {
+      assert.match(errorMessage(err), /37\/40 pieces verified \(run again to resume\)/);
+      return true;
+    },
+  );
+  // What was verified stays saved for the next run.
+  const state = JSON.parse(await Deno.readTextFile(join(dir.path, "share.bin.state.json")));
+  assert.equal(state.have, "0-4,6-16,18-38");
+});
+
+Deno.test("runDownload() fails with 'run again to resume' when a peer claims pieces but answers REJECT", async () => {
+  const share = await makeShare();
+  const rejected = new Set([3, 30]);
+  using listener = Deno.listen({ hostname: HOST, port: 0 });
+  // A peer whose bitfield claims every piece, but which rejects requests for two of them.
+  const controller = new AbortController();
+  const peers = new Set<Promise<void>>();
+  const serveOne = async (conn: PeerConnection) => {
+    try {
+      await conn.handshakeAsResponder(
+        (h) => h === share.meta.infoHash ? fromHex(h) : undefined,
+        newPeerId(),
+      );
+      await conn.send(encodeBitfield(Bitfield.full(PIECES).bytes));
+      await conn.send(encodeSignal(MessageType.UNCHOKE));
+      for (;;) {
+        const msg = await conn.receive();
+        if (msg === undefined) return;
+        if (msg.type !== "request") continue;
+        if (rejected.has(msg.index)) {
+          await conn.send(encodeReject(msg.index, msg.begin, msg.length));
+          continue;
+        }
+        const { frame, data } = allocPieceFrame(msg.index, msg.begin, msg.length);
+        data.set(pieceOf(share, msg.index).subarray(msg.begin, msg.begin + msg.length));
+        await conn.send(frame);
+      }
+    } catch {
+      // The downloader hangs up when it gives up.
+    } finally {
+      conn.close();
+    }
+  };
+  const accepting = (async () => {
+    controller.signal.addEventListener("abort", () => listener.close(), { once: true });
+    for (;;) {
+      let stream: Deno.Conn;
+      try {
+        stream = await listener.accept();
+      } catch {
+        return;
+      }
+      const task: Promise<void> = serveOne(new PeerConnection(stream, "downloader"))
+        .finally(() => peers.delete(task));
+      peers.add(task);
+    }
+  })();
+  await using dir = await tempDir("peer_test_dl_");
+  try {
+    await assert.rejects(
+      () => download(share, listener.addr.port, dir.path, { connections: 2, timeoutMs: 10_000 }),
+      (err: unknown) => {
+        assert.match(errorMessage(err), /38\/40 pieces verified \(run again to resume\)/);
+        return true;
+      },
+    );
+  } finally {
+    controller.abort();
+    await accepting;
+    await Promise.allSettled([...peers]);
+  }
+});
+
+Deno.test("PeerConnection closes a silent peer after idleTimeoutMs, sending keep-alives meanwhile", async () => {
+  using listener = Deno.listen({ hostname: HOST, port: 0 });
+  const accepted = listener.accept();
+  const conn = new PeerConnection(
+    await Deno.connect({ hostname: HOST, port: listener.addr.port }),
+    "silent",
+    { idleTimeoutMs: 300, keepAliveMs: 100 },
+  );
+  using silent = await accepted; // never writes a byte
+  try {
+    const startedMs = performance.now();
+    await assert.rejects(
+      () => within(5000, "idle timeout", conn.receive()),
+      (err: unknown) => {
+        assert.ok(err instanceof ProtocolError, String(err));
+        assert.match(err.message, /stalled/);
+        return true;
+      },
+    );
+    const elapsedMs = performance.now() - startedMs;
+    assert.ok(elapsedMs >= 300, `closed after ${elapsedMs} ms`);
+    assert.equal(conn.closed, true);
+    assert.match(conn.closeReason, /stalled/);
+    // What reached the silent side is keep-alives only: zero-length frames.
+    const received: number[] = [];
+    const buf = new Uint8Array(256);
+    for (;;) {
+      const n = await within(5000, "read", silent.read(buf));
+      if (n === null) break;
+      received.push(...buf.subarray(0, n));
+    }
+    assert.ok(received.length >= 4, `received ${received.length} bytes`);
+    assert.equal(received.length % 4, 0);
+    assert.ok(received.every((b) => b === 0), "only keep-alive frames");
+  } finally {
+    conn.close();
+  }
+});
