@@ -26,6 +26,8 @@ import { encodeCancel, encodeRequest, encodeSignal, MessageType } from "./wire.t
 export const BLOCK_BYTES = 256 * 1024;
 /** Bytes kept requested ahead on each connection so the pipe never runs dry. */
 const PIPELINE_BYTES = 4 * 1024 * 1024;
+/** Requests kept in flight per connection at most: well under the seeder's queue limit. */
+const MAX_REQUESTS_IN_FLIGHT = 128;
 /** Pieces waiting for their hash at once per connection before it stops reading (memory bound). */
 const MAX_VERIFYING_PER_CONN = 4;
 /** How long a connection attempt may take. */
@@ -82,6 +84,8 @@ export interface DownloadOptions {
 export interface DownloadResult {
   path: string;
   bytes: number;
+  /** Bytes of the pieces fetched in this run (less than `bytes` after a resume). */
+  bytesFetched: number;
   piecesFetched: number;
   piecesTotal: number;
   seconds: number;
@@ -144,6 +148,7 @@ export class DownloadSession {
   readonly peers = new Map<string, PeerRecord>();
   readonly live = new Set<LiveConnection>();
   piecesFetched = 0;
+  bytesFetched = 0;
   /** Connection loops waiting to reconnect: they may still bring pieces. */
   reconnecting = 0;
   /** Connections dialling or waiting for the peer's bitfield. */
@@ -247,6 +252,7 @@ export class DownloadSession {
       path,
       bytes: this.storage.meta.info.length,
       piecesFetched: this.piecesFetched,
+      bytesFetched: this.bytesFetched,
       piecesTotal: total,
       seconds: Math.round(performance.now() - this.startedMs) / 1000,
     };
@@ -462,12 +468,15 @@ export class DownloadSession {
       },
       fill: () => {
         if (choked || conn.closed || record.banned) return;
+        // Blocks are all full-sized but a file's last, so a byte budget is also a request budget.
+        const blockBytes = Math.min(BLOCK_BYTES, this.storage.layout.pieceLength);
+        const pipelineBytes = Math.min(PIPELINE_BYTES, MAX_REQUESTS_IN_FLIGHT * blockBytes);
         // A fair share of what is left, so the first connection up does not take everything.
         const maxPieces = Math.max(
           1,
           Math.ceil(this.picker.remaining / Math.max(1, this.options.connections)),
         );
-        while (requestedBytes < PIPELINE_BYTES && assemblies.size < maxPieces) {
+        while (requestedBytes < pipelineBytes && assemblies.size < maxPieces) {
           const exclude = new Set<number>([...record.failed, ...assemblies.keys()]);
           let index = this.picker.pick(live.peerHas, { exclude });
           // End game: only an idle connection duplicates a piece in flight elsewhere, so the
@@ -634,6 +643,7 @@ export class DownloadSession {
     }
     this.picker.complete(a.index);
     this.piecesFetched++;
+    this.bytesFetched += a.data.length;
     for (const c of this.live) c.cancel(a.index);
     this.options.onPieceStored?.(a.index);
     if (this.picker.done) {

@@ -67,6 +67,7 @@ export type P2PEvent =
     path: string;
     bytes: number;
     piecesFetched: number;
+    bytesFetched: number;
     piecesTotal: number;
     seconds: number;
   }

@@ -6,7 +6,7 @@
  * monotonic clock unless one is injected.
  *
  * Routes: `GET /announce`, `GET /scrape?info_hash=...`, `GET /stats`, `GET /`. Every failure is
- * a 4xx with a JSON body `{"error": "..."}`; the handler never throws. See docs/TRACKER.md.
+ * a 4xx with a JSON body `{"error": "..."}`; the handler never throws. See docs/PROTOCOL.md, section 4.
  */
 
 import {

@@ -12,7 +12,7 @@ import { ProtocolError } from "./errors.ts";
 
 /** Protocol identifier carried by every handshake. */
 export const PROTOCOL_MAGIC = new TextEncoder().encode("P2PSHARE");
-/** Wire protocol version; a peer with another major version is refused at handshake. */
+/** Wire protocol version; a peer speaking another version is refused at the handshake. */
 export const PROTOCOL_VERSION = 1;
 /** Length of a peer id in bytes. */
 export const PEER_ID_BYTES = 20;

@@ -11,6 +11,9 @@ const CORE_FILES = [
   "hash.ts",
   "errors.ts",
   "events.ts",
+  "picker.ts",
+  "rate.ts",
+  "swarm_table.ts",
 ];
 
 const LIB = new URL("../lib/", import.meta.url);

@@ -66,6 +66,15 @@ const CASES = [
     parallel: [1, 8],
   },
   {
+    // 1 KiB pieces: far more pieces than requests a seeder queues, so the downloader must cap
+    // its requests in flight by count, not only by bytes.
+    what: "many tiny pieces",
+    bytes: 600 * KiB + 5,
+    pieceSize: "1K",
+    pieces: 601,
+    parallel: [1, 4],
+  },
+  {
     what: "50 MiB of random data",
     bytes: 50 * MiB,
     pieceSize: "256K",

@@ -245,6 +245,7 @@ const CASES: { [K in EventName]: Case<K>[] } = {
         path: "downloads/demo.txt",
         bytes: 70000,
         piecesFetched: 5,
+        bytesFetched: 70000,
         piecesTotal: 5,
         seconds: 0.5,
       },
@@ -259,12 +260,29 @@ const CASES: { [K in EventName]: Case<K>[] } = {
         path: "downloads/demo.txt",
         bytes: 70000,
         piecesFetched: 0,
+        bytesFetched: 0,
         piecesTotal: 5,
         seconds: 0.004,
       },
       role: "client",
       expected: out(
         "[client] download complete → downloads/demo.txt (68.4 KiB, fetched 0/5 pieces in 0.00s)",
+      ),
+    },
+    {
+      // A resumed run: the rate counts only the bytes fetched in this run.
+      event: {
+        event: "complete",
+        path: "downloads/demo.txt",
+        bytes: 70000,
+        piecesFetched: 2,
+        bytesFetched: 35000,
+        piecesTotal: 5,
+        seconds: 0.05,
+      },
+      role: "client",
+      expected: out(
+        "[client] download complete → downloads/demo.txt (68.4 KiB, fetched 2/5 pieces in 0.05s, 0.7 MB/s)",
       ),
     },
   ],

@@ -111,6 +111,7 @@ Permissions: --allow-net=H (with a tracker: the tracker and the listen address)
           path,
           bytes: meta.info.length,
           piecesFetched: 0,
+          bytesFetched: 0,
           piecesTotal: storage.layout.pieceCount,
           seconds: 0,
         });

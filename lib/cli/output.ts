@@ -12,7 +12,11 @@ const encoder = new TextEncoder();
 function writeAll(stream: typeof Deno.stdout, text: string): void {
   const bytes = encoder.encode(text);
   let done = 0;
-  while (done < bytes.length) done += stream.writeSync(bytes.subarray(done));
+  try {
+    while (done < bytes.length) done += stream.writeSync(bytes.subarray(done));
+  } catch {
+    // The reader went away (`| head`): output is lost, but the transfer must not be.
+  }
 }
 
 /** One JSON object per line on stdout: the stable interface for scripts. */

@@ -92,7 +92,7 @@ export function renderLine(event: P2PEvent, role: Role): Line | undefined {
           event.seconds.toFixed(2)
         }s${
           event.seconds > 0 && event.piecesFetched > 0
-            ? `, ${formatRate(event.bytes / event.seconds)}`
+            ? `, ${formatRate(event.bytesFetched / event.seconds)}`
             : ""
         })`,
       );
