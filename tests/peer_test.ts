@@ -5,12 +5,10 @@ import { type DownloadResult, runDownload } from "../lib/downloader.ts";
 import { errorMessage, ProtocolError } from "../lib/errors.ts";
 import type { EventSink, P2PEvent } from "../lib/events.ts";
 import { NULL_SINK } from "../lib/events.ts";
-import { sha256 } from "../lib/hash.ts";
-import { buildMetadata, type Metadata, MIN_PIECE_LENGTH } from "../lib/metadata.ts";
 import { newPeerId, PeerConnection } from "../lib/peer_conn.ts";
 import { PeerServer } from "../lib/peer_server.ts";
 import { ShareStorage } from "../lib/storage.ts";
-import { fromHex, toHex } from "../lib/units.ts";
+import { fromHex } from "../lib/units.ts";
 import {
   allocPieceFrame,
   encodeBitfield,
@@ -20,62 +18,23 @@ import {
   type Message,
   MessageType,
 } from "../lib/wire.ts";
+import {
+  exists,
+  makeShare,
+  PIECE,
+  pieceOf,
+  recordingSink,
+  type Share,
+  tempDir,
+} from "./fixtures.ts";
 
 const HOST = "127.0.0.1";
-const PIECE = MIN_PIECE_LENGTH;
 /** 40 pieces, the last one short. */
 const SHARE_BYTES = 40 * PIECE - 300;
 const PIECES = 40;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-/** Deterministic bytes that differ from piece to piece (mulberry32). */
-function fixtureBytes(length: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(length);
-  let a = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (t ^ (t >>> 14)) & 0xff;
-  }
-  return out;
-}
-
-interface Share {
-  meta: Metadata;
-  data: Uint8Array;
-}
-
-async function makeShare(length = SHARE_BYTES, seed = 1, name = "share.bin"): Promise<Share> {
-  const data = fixtureBytes(length, seed);
-  const pieces: string[] = [];
-  for (let offset = 0; offset < length; offset += PIECE) {
-    pieces.push(toHex(await sha256(data.subarray(offset, offset + PIECE))));
-  }
-  return { meta: await buildMetadata({ name, length, pieceLength: PIECE, pieces }), data };
-}
-
-function pieceOf(share: Share, index: number): Uint8Array {
-  return share.data.slice(index * PIECE, Math.min((index + 1) * PIECE, share.data.length));
-}
-
-function recordingSink(): EventSink & { events: P2PEvent[] } {
-  const events: P2PEvent[] = [];
-  return { events, emit: (event) => void events.push(event) };
-}
-
-async function tempDir(prefix: string): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true });
-    },
-  };
-}
 
 /** Settles with `work`, or rejects when it takes longer than `ms` (then `onTimeout` runs). */
 async function within<T>(
@@ -217,15 +176,6 @@ async function receiveType<T extends Message["type"]>(
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tests
 
@@ -254,7 +204,7 @@ Deno.test({
 
 for (const connections of [1, 3]) {
   Deno.test(`runDownload() with ${connections} connection(s) fetches a 40-piece share byte for byte`, async () => {
-    const share = await makeShare();
+    const share = await makeShare(SHARE_BYTES, { name: "share.bin" });
     await using seeder = await startSeeder(share);
     await using dir = await tempDir("peer_test_dl_");
     const sink = recordingSink();
@@ -280,7 +230,7 @@ for (const connections of [1, 3]) {
 }
 
 Deno.test("runDownload() fetches only the missing pieces of a partial download", async () => {
-  const share = await makeShare();
+  const share = await makeShare(SHARE_BYTES, { name: "share.bin" });
   await using seeder = await startSeeder(share);
   await using dir = await tempDir("peer_test_dl_");
   {
@@ -296,8 +246,8 @@ Deno.test("runDownload() fetches only the missing pieces of a partial download",
 Deno.test({
   name: "PeerConnection handshake with a wrong info hash fails naming the info hash",
 }, async () => {
-  const share = await makeShare();
-  const other = await makeShare(SHARE_BYTES, 2);
+  const share = await makeShare(SHARE_BYTES, { name: "share.bin" });
+  const other = await makeShare(SHARE_BYTES, { name: "share.bin", seed: 2 });
   await using seeder = await startSeeder(share);
   const conn = new PeerConnection(
     await Deno.connect({ hostname: HOST, port: seeder.port }),
@@ -329,8 +279,8 @@ Deno.test({
 Deno.test({
   name: "PeerConnection as initiator refuses a responder that serves another share",
 }, async () => {
-  const share = await makeShare(4 * PIECE);
-  const other = await makeShare(4 * PIECE, 2);
+  const share = await makeShare(4 * PIECE, { name: "share.bin" });
+  const other = await makeShare(4 * PIECE, { name: "share.bin", seed: 2 });
   using listener = Deno.listen({ hostname: HOST, port: 0 });
   // A responder that accepts any info hash but answers with its own.
   const responder = (async () => {
@@ -370,8 +320,8 @@ Deno.test({
 Deno.test({
   name: "runDownload() from a peer serving another share fails naming the info hash",
 }, async () => {
-  const share = await makeShare();
-  const other = await makeShare(SHARE_BYTES, 2);
+  const share = await makeShare(SHARE_BYTES, { name: "share.bin" });
+  const other = await makeShare(SHARE_BYTES, { name: "share.bin", seed: 2 });
   await using seeder = await startSeeder(other);
   await using dir = await tempDir("peer_test_dl_");
   await assert.rejects(
@@ -387,7 +337,7 @@ Deno.test({
 Deno.test({
   name: "PeerServer disconnects a client whose request is out of range while another downloads",
 }, async () => {
-  const share = await makeShare();
+  const share = await makeShare(SHARE_BYTES, { name: "share.bin" });
   await using seeder = await startSeeder(share);
   await using dir = await tempDir("peer_test_dl_");
   const badRequests: [number, number, number][] = [
@@ -420,7 +370,7 @@ Deno.test({
 });
 
 Deno.test("PeerServer answers a request for a piece it lacks with REJECT and serves the ones it has", async () => {
-  const share = await makeShare();
+  const share = await makeShare(SHARE_BYTES, { name: "share.bin" });
   const missing = new Set([5, 17, 39]);
   const held = [...Array(PIECES).keys()].filter((i) => !missing.has(i));
   await using seeder = await startSeeder(share, held);
@@ -444,7 +394,7 @@ Deno.test("PeerServer answers a request for a piece it lacks with REJECT and ser
 });
 
 Deno.test("runDownload() from a seeder missing pieces fails with 'run again to resume' instead of hanging", async () => {
-  const share = await makeShare();
+  const share = await makeShare(SHARE_BYTES, { name: "share.bin" });
   const missing = new Set([5, 17, 39]);
   const held = [...Array(PIECES).keys()].filter((i) => !missing.has(i));
   await using seeder = await startSeeder(share, held);
@@ -462,7 +412,7 @@ Deno.test("runDownload() from a seeder missing pieces fails with 'run again to r
 });
 
 Deno.test("runDownload() fails with 'run again to resume' when a peer claims pieces but answers REJECT", async () => {
-  const share = await makeShare();
+  const share = await makeShare(SHARE_BYTES, { name: "share.bin" });
   const rejected = new Set([3, 30]);
   using listener = Deno.listen({ hostname: HOST, port: 0 });
   // A peer whose bitfield claims every piece, but which rejects requests for two of them.

@@ -1,73 +1,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { EventSink, P2PEvent } from "../lib/events.ts";
 import { NULL_SINK } from "../lib/events.ts";
-import { sha256 } from "../lib/hash.ts";
-import { buildMetadata, type Metadata, MIN_PIECE_LENGTH } from "../lib/metadata.ts";
 import { ShareStorage, type StateFile } from "../lib/storage.ts";
-import { toHex } from "../lib/units.ts";
-
-const PIECE = MIN_PIECE_LENGTH; // 1 KiB pieces keep every multi-piece path fast
-
-/** Deterministic bytes that differ from piece to piece (mulberry32). */
-function fixtureBytes(length: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(length);
-  let a = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (t ^ (t >>> 14)) & 0xff;
-  }
-  return out;
-}
-
-interface Share {
-  meta: Metadata;
-  data: Uint8Array;
-}
-
-async function makeShare(length: number, name = "data.bin", seed = 1): Promise<Share> {
-  const data = fixtureBytes(length, seed);
-  const pieces: string[] = [];
-  for (let offset = 0; offset < length; offset += PIECE) {
-    pieces.push(toHex(await sha256(data.subarray(offset, offset + PIECE))));
-  }
-  const meta = await buildMetadata({ name, length, pieceLength: PIECE, pieces });
-  return { meta, data };
-}
-
-function pieceOf(share: Share, index: number): Uint8Array {
-  return share.data.slice(index * PIECE, (index + 1) * PIECE);
-}
-
-/** A temp folder removed on dispose. */
-async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix: "storage_test_" });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true });
-    },
-  };
-}
-
-/** An EventSink that records every event. */
-function recordingSink(): EventSink & { events: P2PEvent[] } {
-  const events: P2PEvent[] = [];
-  return { events, emit: (event) => void events.push(event) };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
+import {
+  exists,
+  makeShare,
+  PIECE,
+  pieceOf,
+  recordingSink,
+  type Share,
+  tempDir,
+} from "./fixtures.ts";
 
 /** Opens, writes the given pieces, flushes and closes: leaves a partial and a state file. */
 async function writePartial(share: Share, dir: string, indexes: number[]): Promise<void> {
@@ -233,7 +176,7 @@ Deno.test("ShareStorage.open() without a state file emits `rechecking` and finds
 
 Deno.test("ShareStorage.open() rechecks the whole partial, without throwing, when the state file is unusable", async () => {
   const share = await makeShare(5 * PIECE);
-  const other = await makeShare(5 * PIECE, "data.bin", 2);
+  const other = await makeShare(5 * PIECE, { seed: 2 });
   const goodState = (infoHash: string, have: string): string =>
     JSON.stringify({
       version: 1,
@@ -458,7 +401,7 @@ Deno.test("writeVerifiedPiece() never overwrites a piece already held", async ()
 
 Deno.test("ShareStorage.open() on an empty share (length 0) is complete at once", async () => {
   await using dir = await tempDir();
-  const share = await makeShare(0, "empty.txt");
+  const share = await makeShare(0, { name: "empty.txt" });
   assert.equal(share.meta.info.pieces.length, 0);
   const storage = await ShareStorage.open(share.meta, dir.path, { sink: NULL_SINK });
   try {
