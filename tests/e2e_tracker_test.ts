@@ -558,3 +558,28 @@ Deno.test("the tracker hands out the address an announce came from, not the one 
   const peers = JSON.parse(asker.text).peers as { ip: string; port: number }[];
   assert.deepEqual(peers.map(({ ip, port }) => ({ ip, port })), [{ ip: "127.0.0.1", port: 5555 }]);
 });
+
+Deno.test("trackers listed in the metadata are used when neither --tracker nor --host is given", async () => {
+  await using dir = await tempDir();
+  await using tracker = await startTracker();
+  const source = dir.join("listed.bin");
+  await randomFile(source, 200 * KiB);
+  const { meta, created } = await createMeta(source, {
+    pieceSize: "16K",
+    extraArgs: ["--tracker", tracker.address],
+  });
+  const infoHash = created.infoHash as string;
+  // The seeder is not told about the tracker either: it announces to the one in the metadata.
+  await using _seeder = await startSeeder({ meta, source, workdir: dir.join("seed") });
+  await pollStats(tracker.base, (s) => swarmOf(s, infoHash)?.seeders === 1, {
+    timeoutMs: 10_000,
+    what: "the seeder announced to the metadata's tracker",
+  });
+  const workdir = dir.join("dl");
+  const result = await runCli(
+    ["download", "--meta", meta, "--workdir", workdir, "--listen-host", "127.0.0.1", "--json"],
+    { perms: perms.download(meta, workdir), timeoutMs: 30_000 },
+  );
+  assert.equal(result.code, 0, `download failed: ${result.stderr}`);
+  await assertSameFile(`${workdir}/listed.bin`, source);
+});

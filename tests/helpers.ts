@@ -584,7 +584,7 @@ export async function startSeeder(options: {
 /** Runs `create FILE --piece-size SIZE --json` and returns the metadata path and its event. */
 export async function createMeta(
   file: string,
-  options: { pieceSize?: string; output?: string } = {},
+  options: { pieceSize?: string; output?: string; extraArgs?: string[] } = {},
 ): Promise<{ meta: string; created: JsonEvent }> {
   const meta = options.output ?? `${file}.p2pmeta`;
   const outDir = meta.slice(0, meta.lastIndexOf("/")) || "/";
@@ -593,6 +593,7 @@ export async function createMeta(
     file,
     ...(options.pieceSize ? ["--piece-size", options.pieceSize] : []),
     ...(options.output ? ["-o", options.output] : []),
+    ...(options.extraArgs ?? []),
     "--json",
   ], { perms: perms.create(file, outDir) });
   assert.equal(result.code, 0, `create failed: ${result.stderr}`);
