@@ -6,7 +6,9 @@
  */
 
 import type { EventSink } from "../events.ts";
-import { type AnnounceParams, Announcer, type TrackerPeer } from "../tracker_client.ts";
+import type { ShareStorage } from "../storage.ts";
+import { Announcer, type TrackerPeer } from "../tracker_client.ts";
+import { toHex } from "../units.ts";
 
 /** A running registration; `stop` says goodbye and waits for every announce loop. */
 export interface Registration {
@@ -15,13 +17,18 @@ export interface Registration {
 }
 
 /**
- * Starts announcing to `urls` (none: a registration that does nothing).
+ * Starts announcing the share held in `storage` to `urls` (none: a registration that does
+ * nothing). What is left, uploaded and downloaded is read afresh for every announce.
  *
  * @throws {UsageError} when a tracker address is malformed
  */
 export function register(options: {
   urls: string[];
-  params: () => AnnounceParams;
+  storage: ShareStorage;
+  peerId: Uint8Array;
+  /** The port we accept peers on. */
+  port: number;
+  counters: () => { uploaded: number; downloaded: number };
   sink: EventSink;
   signal: AbortSignal;
   onPeers?: (peers: TrackerPeer[]) => void;
@@ -31,7 +38,17 @@ export function register(options: {
   }
   const announcer = new Announcer({
     urls: options.urls,
-    params: options.params,
+    params: () => {
+      const { meta } = options.storage;
+      return {
+        infoHash: meta.infoHash,
+        peerId: toHex(options.peerId),
+        port: options.port,
+        left: meta.info.length - options.storage.bytesHave,
+        ...options.counters(),
+        name: meta.info.name,
+      };
+    },
     sink: options.sink,
     onPeers: options.onPeers,
   });

@@ -11,7 +11,6 @@ import { newPeerId } from "../peer_conn.ts";
 import { PeerServer } from "../peer_server.ts";
 import { ShareStorage } from "../storage.ts";
 import { normalizeTrackerUrl } from "../tracker_client.ts";
-import { toHex } from "../units.ts";
 import { register, type Registration } from "./announce.ts";
 import {
   expectPositionals,
@@ -144,15 +143,10 @@ Permissions: --allow-net=H (with a tracker: the tracker and the listen address)
           urls: trackers,
           sink: ctx.sink,
           signal: ctx.signal,
-          params: () => ({
-            infoHash: meta.infoHash,
-            peerId: toHex(peerId),
-            port: listenAddr.port,
-            left: meta.info.length - storage.bytesHave,
-            uploaded: uploads.bytesUploaded,
-            downloaded: session.meter.total,
-            name: meta.info.name,
-          }),
+          storage,
+          peerId,
+          port: listenAddr.port,
+          counters: () => ({ uploaded: uploads.bytesUploaded, downloaded: session.meter.total }),
           onPeers: (peers) =>
             session.addPeers(peers.map((p) => ({ hostname: p.host, port: p.port }))),
         });

@@ -23,7 +23,6 @@ import type { Command } from "./context.ts";
 import { listenTcp } from "./listen.ts";
 import { register } from "./announce.ts";
 import { normalizeTrackerUrl } from "../tracker_client.ts";
-import { toHex } from "../units.ts";
 
 export const seedCommand: Command = {
   name: "seed",
@@ -123,15 +122,10 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
         urls: trackers,
         sink: ctx.sink,
         signal: ctx.signal,
-        params: () => ({
-          infoHash: meta.infoHash,
-          peerId: toHex(peerId),
-          port: addr.port,
-          left: meta.info.length - storage.bytesHave,
-          uploaded: server.bytesUploaded,
-          downloaded: 0,
-          name: meta.info.name,
-        }),
+        storage,
+        peerId,
+        port: addr.port,
+        counters: () => ({ uploaded: server.bytesUploaded, downloaded: 0 }),
       });
       try {
         await server.serve(listener, ctx.signal);
