@@ -18,14 +18,18 @@ import {
 } from "./peer_conn.ts";
 import { PiecePicker } from "./picker.ts";
 import { RateMeter } from "./rate.ts";
+import type { RateLimiter } from "./rate_limit.ts";
+import { type PeerSnapshot, PieceState } from "./snapshot.ts";
 import type { ShareStorage } from "./storage.ts";
 import { fromHex } from "./units.ts";
-import { encodeCancel, encodeRequest, encodeSignal, MessageType } from "./wire.ts";
+import { encodeCancel, encodePort, encodeRequest, encodeSignal, MessageType } from "./wire.ts";
 
 /** Size of one request. Large blocks keep per-message overhead low on fast links. */
 export const BLOCK_BYTES = 256 * 1024;
 /** Bytes kept requested ahead on each connection so the pipe never runs dry. */
 const PIPELINE_BYTES = 4 * 1024 * 1024;
+/** Seconds of a peer's measured delivery rate kept requested ahead. */
+const PIPELINE_SECONDS = 1;
 /** Requests kept in flight per connection at most: well under the seeder's queue limit. */
 const MAX_REQUESTS_IN_FLIGHT = 128;
 /** Pieces waiting for their hash at once per connection before it stops reading (memory bound). */
@@ -34,8 +38,10 @@ const MAX_VERIFYING_PER_CONN = 4;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Reconnect attempts to a peer after a connection is lost. */
 const MAX_RECONNECTS = 5;
-/** A peer whose data fails verification this many times is dropped. */
-const MAX_HASH_FAILURES_PER_PEER = 3;
+/** A peer given up on (unreachable, or useless) is not tried again for this long. */
+const ABANDON_MS = 60_000;
+/** A connection with requests out that receives no block for this long is stalled. */
+const DEFAULT_REQUEST_TIMEOUT_MS = 20_000;
 /** How often progress events are emitted. */
 const PROGRESS_INTERVAL_MS = 250;
 /** How often the state file is rewritten at most (each write syncs the data first). */
@@ -76,8 +82,18 @@ export interface DownloadOptions {
   maxPeers?: number;
   /** Our peer id (so a tracker and peers see one identity). */
   peerId?: Uint8Array;
+  /** The port we accept peers on, told to every peer we connect to (swarm). */
+  listenPort?: number;
   /** Called after each verified piece is stored (to tell our own uploaders). */
   onPieceStored?: (index: number) => void;
+  /** Called when a peer is banned for bad data (to stop serving it too). */
+  onPeerBanned?: (peerId: string) => void;
+  /** Shared limit on everything this program downloads. */
+  downloadLimiter?: RateLimiter;
+  /** What we upload meanwhile, for progress events. */
+  uploads?: { bytesUploaded: number; uploadRate(): number; peerIds(): string[] };
+  /** A connection with requests out that receives no block for this long is dropped. */
+  requestTimeoutMs?: number;
 }
 
 /** What a finished download reports. */
@@ -98,6 +114,8 @@ interface PeerRecord {
   failed: Set<number>;
   hashFailures: number;
   banned: boolean;
+  /** Not tried again before this time (performance.now()), after it was given up on. */
+  abandonedUntilMs: number;
   lastWarning?: string;
 }
 
@@ -126,7 +144,15 @@ export async function runDownload(
 /** One live connection, as the session sees it. */
 interface LiveConnection {
   record: PeerRecord;
+  /** The remote peer's id (hex), from its handshake. */
+  peerId: string;
   peerHas: Bitfield;
+  /** Bytes per second received on this connection. */
+  meter: RateMeter;
+  /** The peer refuses to upload to us right now. */
+  chokingUs(): boolean;
+  /** Drops the connection when it has requests out but no block came for too long. */
+  checkStall(nowMs: number): void;
   /** Asks the connection to top up its request pipeline (pieces came back to the pool). */
   fill(): void;
   /** Another connection stored piece `index`: stop fetching it here (end game). */
@@ -159,6 +185,9 @@ export class DownloadSession {
   #loops = new Map<string, number>();
   #loopCount = 0;
   #maxLoops: number;
+  #maxPeers: number;
+  /** Peer ids banned for sending data that failed verification. */
+  readonly bannedIds = new Set<string>();
   #tasks = new Set<Promise<void>>();
   #running = false;
   #finished: (() => void) | undefined;
@@ -173,7 +202,8 @@ export class DownloadSession {
     this.picker = new PiecePicker(storage.have);
     this.infoHash = fromHex(storage.meta.infoHash);
     this.signal = AbortSignal.any([options.signal, this.controller.signal]);
-    this.#maxLoops = Math.max(options.connections, options.maxPeers ?? 0);
+    this.#maxPeers = options.maxPeers ?? options.connections;
+    this.#maxLoops = Math.max(options.connections, this.#maxPeers);
     this.addPeers(options.peers);
   }
 
@@ -189,10 +219,20 @@ export class DownloadSession {
   /** Starts connection loops so every usable peer has its share of the connections. */
   #ensureConnections(): void {
     if (this.picker.done || this.signal.aborted) return;
-    const usable = [...this.#known.entries()].filter(([key]) => !this.peers.get(key)?.banned);
+    const now = performance.now();
+    const usable = [...this.#known.entries()].filter(([key]) => {
+      const record = this.peers.get(key);
+      return !record?.banned && (record?.abandonedUntilMs ?? 0) <= now;
+    });
     const perPeer = Math.max(1, Math.floor(this.options.connections / Math.max(1, usable.length)));
+    let peersWithLoops = 0;
+    for (const [key] of usable) if ((this.#loops.get(key) ?? 0) > 0) peersWithLoops++;
     for (const [key, peer] of usable) {
       const running = this.#loops.get(key) ?? 0;
+      if (running === 0) {
+        if (peersWithLoops >= this.#maxPeers) continue;
+        peersWithLoops++;
+      }
       for (let i = running; i < perPeer && this.#loopCount < this.#maxLoops; i++) {
         this.#loops.set(key, (this.#loops.get(key) ?? 0) + 1);
         this.#loopCount++;
@@ -200,6 +240,8 @@ export class DownloadSession {
           this.#loops.set(key, (this.#loops.get(key) ?? 1) - 1);
           this.#loopCount--;
           this.#tasks.delete(task);
+          // A slot came free: another known peer may take it.
+          if (this.#running) queueMicrotask(() => this.#ensureConnections());
         });
         this.#tasks.add(task);
       }
@@ -220,6 +262,8 @@ export class DownloadSession {
       });
       const progressTimer = setInterval(() => {
         this.emitProgress();
+        const now = performance.now();
+        for (const c of this.live) c.checkStall(now);
         this.#watchStall();
       }, PROGRESS_INTERVAL_MS);
       const flushTimer = setInterval(
@@ -267,6 +311,7 @@ export class DownloadSession {
     const rate = this.meter.rate(performance.now());
     const bytesTotal = this.storage.meta.info.length;
     const bytesDone = this.storage.bytesHave;
+    const uploads = this.options.uploads;
     this.options.sink.emit({
       event: "progress",
       piecesDone: this.storage.have.count,
@@ -275,8 +320,54 @@ export class DownloadSession {
       bytesTotal,
       rateBytesPerSec: Math.round(rate),
       etaSeconds: rate > 0 ? Math.round((bytesTotal - bytesDone) / rate) : null,
-      peers: this.live.size,
+      peers: this.peerCount(),
+      uploadRateBytesPerSec: Math.round(uploads?.uploadRate() ?? 0),
+      bytesDownloaded: this.meter.total,
+      bytesUploaded: uploads?.bytesUploaded ?? 0,
     });
+  }
+
+  /** Distinct peers connected either way. */
+  peerCount(): number {
+    const ids = new Set<string>(this.options.uploads?.peerIds() ?? []);
+    for (const c of this.live) ids.add(c.peerId || c.record.key);
+    return ids.size;
+  }
+
+  /** Bytes per second received from the peer with this id (for tit for tat). */
+  rateFromPeer(peerId: string): number {
+    let rate = 0;
+    const now = performance.now();
+    for (const c of this.live) if (c.peerId === peerId) rate += c.meter.rate(now);
+    return rate;
+  }
+
+  /** The peers we download from, for displays (upload fields filled by the caller). */
+  peerSnapshots(): PeerSnapshot[] {
+    const now = performance.now();
+    return [...this.live].map((c) => ({
+      address: c.record.key,
+      direction: "out" as const,
+      piecesHeld: c.peerHas.count,
+      downloadRateBytesPerSec: Math.round(c.meter.rate(now)),
+      uploadRateBytesPerSec: 0,
+      choked: true,
+      chokingUs: c.chokingUs(),
+      interested: true,
+    }));
+  }
+
+  /** One byte per piece: missing, in flight or verified. */
+  pieceStates(): Uint8Array {
+    const states = new Uint8Array(this.storage.layout.pieceCount);
+    for (let i = 0; i < states.length; i++) {
+      states[i] = this.storage.have.has(i)
+        ? PieceState.VERIFIED
+        : this.picker.isInFlight(i)
+        ? PieceState.IN_FLIGHT
+        : PieceState.MISSING;
+    }
+    return states;
   }
 
   /** Ends the download with `err` (kept for the final report). */
@@ -294,7 +385,7 @@ export class DownloadSession {
     const key = hostPort(peer);
     let record = this.peers.get(key);
     if (!record) {
-      record = { key, failed: new Set(), hashFailures: 0, banned: false };
+      record = { key, failed: new Set(), hashFailures: 0, banned: false, abandonedUntilMs: 0 };
       this.peers.set(key, record);
     }
     return record;
@@ -371,8 +462,8 @@ export class DownloadSession {
       } catch (err) {
         why = errorMessage(err);
         refused = err instanceof Deno.errors.ConnectionRefused;
-        if (err instanceof ProtocolError && /info hash mismatch|another share/.test(why)) {
-          record.banned = true; // the peer serves something else: never useful for this share
+        if (err instanceof ProtocolError && /info hash mismatch|another share|banned/.test(why)) {
+          record.banned = true; // the peer serves something else, or refuses us: never useful
           this.noteProblem(why);
           return;
         }
@@ -387,6 +478,7 @@ export class DownloadSession {
       const limit = !everConnected && refused ? 2 : MAX_RECONNECTS;
       if (failures > limit) {
         this.noteProblem(`cannot reach ${record.key}: ${why || "connection lost"}`);
+        record.abandonedUntilMs = performance.now() + ABANDON_MS;
         return;
       }
       const warning = `connection to ${record.key} failed (${
@@ -445,6 +537,15 @@ export class DownloadSession {
     let choked = true;
     let requestedBytes = 0;
     let completedHere = 0;
+    let lastBlockMs = performance.now();
+    let refillTimer: ReturnType<typeof setTimeout> | undefined;
+    const limiter = this.options.downloadLimiter;
+    // With a rate limit, smaller blocks keep the rate even over short windows.
+    const blockBytes = Math.min(
+      BLOCK_BYTES,
+      this.storage.layout.pieceLength,
+      limiter ? Math.max(16 * 1024, 2 ** Math.floor(Math.log2(limiter.bytesPerSec / 8))) : Infinity,
+    );
 
     const drop = (index: number) => {
       const a = assemblies.get(index);
@@ -453,8 +554,20 @@ export class DownloadSession {
       assemblies.delete(index);
       this.picker.release(index);
     };
+    const requestTimeoutMs = this.options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    let bitfieldCounted = false;
     const live: LiveConnection = {
       record,
+      peerId: "",
+      meter: new RateMeter(),
+      chokingUs: () => choked,
+      checkStall: (nowMs) => {
+        if (requestedBytes > 0 && nowMs - lastBlockMs > requestTimeoutMs) {
+          conn.close(
+            `peer ${record.key} stalled mid-piece (no data for ${requestTimeoutMs / 1000}s)`,
+          );
+        }
+      },
       peerHas: new Bitfield(this.storage.layout.pieceCount),
       close: (reason) => conn.close(reason),
       cancel: (index) => {
@@ -467,16 +580,40 @@ export class DownloadSession {
         assemblies.delete(index);
       },
       fill: () => {
-        if (choked || conn.closed || record.banned) return;
+        if (record.banned) {
+          // Banned: no new requests; hang up once what is in flight has arrived.
+          if (assemblies.size === 0 && verifying.size === 0) conn.close(`dropped ${record.key}`);
+          return;
+        }
+        if (choked || conn.closed) return;
         // Blocks are all full-sized but a file's last, so a byte budget is also a request budget.
-        const blockBytes = Math.min(BLOCK_BYTES, this.storage.layout.pieceLength);
-        const pipelineBytes = Math.min(PIPELINE_BYTES, MAX_REQUESTS_IN_FLIGHT * blockBytes);
+        // Ask ahead about one second of what this peer delivers: enough to keep a fast link
+        // busy, little enough that a slow peer (a rate-capped seeder) is not sent for pieces
+        // that other peers will have sooner.
+        const pipelineBytes = Math.min(
+          PIPELINE_BYTES,
+          MAX_REQUESTS_IN_FLIGHT * blockBytes,
+          Math.max(4 * blockBytes, live.meter.rate(performance.now()) * PIPELINE_SECONDS),
+        );
         // A fair share of what is left, so the first connection up does not take everything.
         const maxPieces = Math.max(
           1,
           Math.ceil(this.picker.remaining / Math.max(1, this.options.connections)),
         );
         while (requestedBytes < pipelineBytes && assemblies.size < maxPieces) {
+          if (limiter && limiter.available(performance.now()) < 0) {
+            // Over the download rate: come back when the bucket has refilled.
+            if (refillTimer === undefined) {
+              const waitMs = Math.ceil(
+                (-limiter.available(performance.now()) * 1000) / limiter.bytesPerSec,
+              );
+              refillTimer = setTimeout(() => {
+                refillTimer = undefined;
+                live.fill();
+              }, Math.max(5, waitMs));
+            }
+            return;
+          }
           const exclude = new Set<number>([...record.failed, ...assemblies.keys()]);
           let index = this.picker.pick(live.peerHas, { exclude });
           // End game: only an idle connection duplicates a piece in flight elsewhere, so the
@@ -495,9 +632,11 @@ export class DownloadSession {
             pending: new Map(),
           };
           assemblies.set(index, assembly);
-          for (const block of this.storage.layout.blocks(index, BLOCK_BYTES)) {
+          if (requestedBytes === 0) lastBlockMs = performance.now(); // the stall clock starts now
+          for (const block of this.storage.layout.blocks(index, blockBytes)) {
             assembly.pending.set(block.begin, block.length);
             requestedBytes += block.length;
+            limiter?.reserve(block.length, performance.now());
             conn.send(encodeRequest(index, block.begin, block.length)).catch(() => {});
           }
         }
@@ -505,10 +644,18 @@ export class DownloadSession {
     };
 
     try {
-      await conn.handshakeAsInitiator(this.infoHash, this.peerId);
+      const hello = await conn.handshakeAsInitiator(this.infoHash, this.peerId);
+      live.peerId = hello.peerId;
+      if (this.bannedIds.has(hello.peerId)) {
+        record.banned = true;
+        throw new ProtocolError(
+          `peer ${record.key} is banned (it sent data that failed verification)`,
+        );
+      }
       onConnected();
       this.live.add(live);
       this.options.sink.emit({ event: "peer_connected", peer: record.key, direction: "out" });
+      if (this.options.listenPort) await conn.send(encodePort(this.options.listenPort));
       await conn.send(encodeSignal(MessageType.INTERESTED));
       while (!this.picker.done) {
         const msg = await conn.receive();
@@ -520,7 +667,9 @@ export class DownloadSession {
             } catch (err) {
               throw new ProtocolError(`bad bitfield from ${record.key}: ${errorMessage(err)}`);
             }
+            if (bitfieldCounted) this.picker.removePeer(live.peerHas);
             this.picker.addPeer(live.peerHas);
+            bitfieldCounted = true;
             settle();
             break;
           case "have":
@@ -529,7 +678,7 @@ export class DownloadSession {
             }
             if (!live.peerHas.has(msg.index)) {
               live.peerHas.set(msg.index);
-              this.picker.addHave(msg.index);
+              if (bitfieldCounted) this.picker.addHave(msg.index);
             }
             break;
           case "unchoke":
@@ -559,10 +708,12 @@ export class DownloadSession {
             a.data.set(msg.data, msg.begin);
             a.pending.delete(msg.begin);
             requestedBytes -= expected;
-            this.meter.add(expected, performance.now());
+            lastBlockMs = performance.now();
+            this.meter.add(expected, lastBlockMs);
+            live.meter.add(expected, lastBlockMs);
             if (a.pending.size === 0) {
               assemblies.delete(a.index);
-              const task: Promise<void> = this.finishPiece(a, record, conn)
+              const task: Promise<void> = this.finishPiece(a, record, live)
                 .then((ok) => {
                   if (ok) completedHere++;
                 })
@@ -594,6 +745,8 @@ export class DownloadSession {
       throw err;
     } finally {
       settle();
+      clearTimeout(refillTimer);
+      if (bitfieldCounted) this.picker.removePeer(live.peerHas);
       this.signal.removeEventListener("abort", onAbort);
       this.live.delete(live);
       for (const index of [...assemblies.keys()]) drop(index);
@@ -609,7 +762,7 @@ export class DownloadSession {
    *
    * @returns true when the piece was stored
    */
-  async finishPiece(a: Assembly, record: PeerRecord, conn: PeerConnection): Promise<boolean> {
+  async finishPiece(a: Assembly, record: PeerRecord, live: LiveConnection): Promise<boolean> {
     const digest = await sha256(a.data);
     if (!this.picker.needs(a.index)) return false; // an end-game duplicate: another was faster
     if (!digestsEqual(digest, this.storage.expectedDigest(a.index))) {
@@ -623,9 +776,18 @@ export class DownloadSession {
         peer: record.key,
         reason: message,
       });
-      if (record.hashFailures >= MAX_HASH_FAILURES_PER_PEER) {
+      // One bad piece is enough: the peer is dropped (once what it has in flight arrived, so
+      // good pieces already on the way are not wasted) and not accepted again for this share.
+      if (!record.banned) {
         record.banned = true;
-        conn.close(`dropped ${record.key}: ${record.hashFailures} pieces failed verification`);
+        if (live.peerId) {
+          this.bannedIds.add(live.peerId);
+          this.options.onPeerBanned?.(live.peerId);
+        }
+        this.options.sink.emit({
+          event: "warning",
+          message: `dropping peer ${record.key}: it sent data that failed verification`,
+        });
       }
       this.wakeAll();
       this.noteProblem(

@@ -55,9 +55,15 @@ export type P2PEvent =
     piecesTotal: number;
     bytesDone: number;
     bytesTotal: number;
+    /** Download rate. */
     rateBytesPerSec: number;
     etaSeconds: number | null;
+    /** Distinct peers connected, either direction. */
     peers: number;
+    uploadRateBytesPerSec: number;
+    /** Bytes received and sent in this run. */
+    bytesDownloaded: number;
+    bytesUploaded: number;
   }
   | { event: "peer_connected"; peer: string; direction: "in" | "out" }
   | { event: "peer_disconnected"; peer: string; reason: string }
@@ -68,6 +74,9 @@ export type P2PEvent =
     bytes: number;
     piecesFetched: number;
     bytesFetched: number;
+    /** Bytes received and sent in this run (uploads to other peers included). */
+    bytesDownloaded: number;
+    bytesUploaded: number;
     piecesTotal: number;
     seconds: number;
   }

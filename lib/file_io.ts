@@ -1,8 +1,8 @@
 /**
  * @module file_io
  * Positional file reads and writes (`node:fs/promises`, because `Deno.FsFile` shares one cursor
- * between concurrent requests), atomic replacement of small files, and piece hashing pipelines.
- * Does I/O.
+ * between concurrent requests), atomic replacement of small files, piece hashing pipelines, and
+ * a bounded pool of open files for shares made of many files. Does I/O.
  */
 
 import { type FileHandle, open as openFile } from "node:fs/promises";
@@ -83,6 +83,9 @@ export async function syncFolderOf(path: string): Promise<void> {
   }
 }
 
+/** Reads exactly `buf.length` bytes of a share at byte `position` (of one file or many). */
+export type ReadAt = (buf: Uint8Array, position: number) => Promise<void>;
+
 /** One piece read from a file together with its SHA-256. */
 export interface HashedPiece {
   index: number;
@@ -98,12 +101,12 @@ const PIPELINE_BYTES = 64 * 1024 * 1024;
  * JS thread, so reading the next piece overlaps hashing this one), yielding them in order.
  * Memory stays bounded by a fixed budget whatever the file size.
  *
- * @param handle the file, opened for reading
+ * @param source the file, opened for reading, or a reader over the files of a share
  * @param layout piece geometry
  * @param options which pieces (default all), and an abort signal
  */
 export async function* hashPieces(
-  handle: FileHandle,
+  source: FileHandle | ReadAt,
   layout: PieceLayout,
   options: { indexes?: Iterable<number>; signal?: AbortSignal; offset?: number } = {},
 ): AsyncGenerator<HashedPiece> {
@@ -111,10 +114,13 @@ export async function* hashPieces(
   const base = options.offset ?? 0;
   const queue: Promise<HashedPiece>[] = [];
   const indexes = (options.indexes ?? range(layout.pieceCount))[Symbol.iterator]();
+  const read: ReadAt = typeof source === "function"
+    ? source
+    : (buf, position) => readFully(source, buf, position);
   const start = (index: number): Promise<HashedPiece> => {
     const span = layout.span(index);
     const data = new Uint8Array(span.length);
-    return readFully(handle, data, base + span.offset).then(async () => ({
+    return read(data, base + span.offset).then(async () => ({
       index,
       data,
       digest: await sha256(data),
@@ -135,6 +141,135 @@ export async function* hashPieces(
   } finally {
     // Settle reads still in flight so no file operation outlives the caller.
     await Promise.allSettled(queue);
+  }
+}
+
+/** One open file of a {@linkcode HandlePool}. */
+interface PoolEntry {
+  handle: Promise<FileHandle>;
+  /** Operations using the handle right now. */
+  users: number;
+  /** Written since its last sync. */
+  dirty: boolean;
+  /** Called when `users` drops to 0. */
+  onIdle?: () => void;
+}
+
+/**
+ * Keeps at most `maxOpen` files open for a share made of many files, closing the least recently
+ * used idle one when another is needed, and syncs the written ones on demand. A handle is never
+ * closed while an operation uses it. Data written through a handle closed early is synced first,
+ * so {@linkcode HandlePool.syncAll} still covers everything written.
+ */
+export class HandlePool {
+  readonly maxOpen: number;
+  /** Open files by path, least recently used first. */
+  #entries = new Map<string, PoolEntry>();
+  #closing = new Set<Promise<void>>();
+  /** A sync or close that failed when an idle file was closed early: reported by `syncAll`. */
+  #failure: unknown;
+
+  constructor(maxOpen = 64) {
+    this.maxOpen = Math.max(1, maxOpen);
+  }
+
+  /**
+   * Runs `fn` with the open file at `path`, opening it with `opener` when it is not open.
+   *
+   * @param options `write`: `fn` writes, so the file must be synced by the next `syncAll`
+   */
+  async use<T>(
+    path: string,
+    opener: () => Promise<FileHandle>,
+    fn: (handle: FileHandle) => Promise<T>,
+    options: { write?: boolean } = {},
+  ): Promise<T> {
+    let entry = this.#entries.get(path);
+    if (entry) {
+      this.#entries.delete(path); // re-insert: most recently used last
+    } else {
+      const handle = opener();
+      entry = { handle, users: 0, dirty: false };
+      const opened = entry;
+      handle.catch(() => {
+        if (this.#entries.get(path) === opened) this.#entries.delete(path);
+      });
+    }
+    this.#entries.set(path, entry);
+    entry.users++;
+    try {
+      const handle = await entry.handle;
+      if (options.write) entry.dirty = true;
+      const result = await fn(handle);
+      // Marked again afterwards: a sync that ran while this write was under way missed it.
+      if (options.write) entry.dirty = true;
+      return result;
+    } finally {
+      entry.users--;
+      if (entry.users === 0) entry.onIdle?.();
+      this.#trim();
+    }
+  }
+
+  /** Makes every write done so far durable (`fdatasync` of each written file). */
+  async syncAll(): Promise<void> {
+    await Promise.all([...this.#closing]);
+    if (this.#failure !== undefined) throw this.#failure;
+    const syncs: Promise<void>[] = [];
+    for (const entry of this.#entries.values()) {
+      if (!entry.dirty) continue;
+      entry.dirty = false;
+      syncs.push(entry.handle.then((h) => h.datasync()));
+    }
+    await Promise.all(syncs);
+  }
+
+  /**
+   * Syncs and closes the file at `path` once no operation uses it (before it is renamed).
+   * A later `use` of the same path opens it afresh.
+   */
+  async release(path: string): Promise<void> {
+    const entry = this.#entries.get(path);
+    if (!entry) return;
+    this.#entries.delete(path);
+    await this.#close(entry, true);
+  }
+
+  /** Syncs the written files and closes every file. */
+  async closeAll(): Promise<void> {
+    const entries = [...this.#entries.values()];
+    this.#entries.clear();
+    await Promise.all([...entries.map((e) => this.#close(e, false)), ...this.#closing]);
+  }
+
+  /** Closes idle files beyond the limit, least recently used first. */
+  #trim(): void {
+    if (this.#entries.size <= this.maxOpen) return;
+    for (const [path, entry] of this.#entries) {
+      if (this.#entries.size <= this.maxOpen) break;
+      if (entry.users > 0) continue;
+      this.#entries.delete(path);
+      const closing: Promise<void> = this.#close(entry, false)
+        .catch((err) => (this.#failure ??= err))
+        .finally(() => this.#closing.delete(closing));
+      this.#closing.add(closing);
+    }
+  }
+
+  async #close(entry: PoolEntry, fullSync: boolean): Promise<void> {
+    if (entry.users > 0) await new Promise<void>((resolve) => (entry.onIdle = resolve));
+    let handle: FileHandle;
+    try {
+      handle = await entry.handle;
+    } catch {
+      return; // never opened
+    }
+    try {
+      if (fullSync) await handle.sync();
+      else if (entry.dirty) await handle.datasync();
+    } finally {
+      await handle.close();
+    }
   }
 }
 

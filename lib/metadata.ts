@@ -1,7 +1,8 @@
 /**
  * @module metadata
  * Builds, encodes, parses and validates `.p2pmeta` files, and computes the info hash from a
- * canonical encoding of the `info` section. Pure: bytes and values in and out, no I/O.
+ * canonical encoding of the `info` section. A share is one file, or (with `info.files`) a folder
+ * whose files are laid end to end in a canonical order. Pure: bytes and values in and out, no I/O.
  *
  * Canonical encoding (what the info hash is taken over): the `info` object as JSON with object
  * keys sorted by UTF-16 code unit (as RFC 8785 requires), no whitespace, integers only, strings escaped as JSON.stringify
@@ -11,7 +12,13 @@
 
 import { MetadataError } from "./errors.ts";
 import { sha256 } from "./hash.ts";
-import { unsafeSegmentReason } from "./paths.ts";
+import {
+  comparePaths,
+  displayPath,
+  pathKey,
+  unsafePathReason,
+  unsafeSegmentReason,
+} from "./paths.ts";
 import { toHex } from "./units.ts";
 
 /** The metadata format this program writes and reads. */
@@ -32,18 +39,40 @@ export const MAX_TRACKERS = 64;
 /** Longest comment kept. */
 export const MAX_COMMENT_CHARS = 4096;
 
-const INFO_KEYS = new Set(["name", "length", "pieceLength", "pieces"]);
+/** Most entries (files and empty folders) in one directory share. */
+export const MAX_FILES = 1_000_000;
+
+const INFO_KEYS = new Set(["name", "length", "pieceLength", "pieces", "files"]);
+const FILE_KEYS = new Set(["path", "length", "dir"]);
+
+/**
+ * One entry of a directory share: a file, or an empty folder (`dir: true`, length 0). Folders
+ * that hold something are implied by the paths under them and are not listed.
+ */
+export interface FileEntry {
+  /** Names from the share's top folder down, e.g. `["photos", "a.jpg"]`. */
+  path: string[];
+  /** Length in bytes (0 for an empty file or folder). */
+  length: number;
+  /** Present (and `true`) only for an empty folder. */
+  dir?: true;
+}
 
 /** The hashed part of the metadata: what is shared. */
 export interface Info {
-  /** File name (single-file share), later the top folder of a directory share. */
+  /** File name (single-file share), or the top folder of a directory share. */
   name: string;
-  /** Total length in bytes. */
+  /** Total length in bytes (for a folder: the sum of its files' lengths). */
   length: number;
   /** Length of every piece but the last, a power of two. */
   pieceLength: number;
   /** SHA-256 of every piece, lower-case hex, in order. */
   pieces: string[];
+  /**
+   * Present only for a directory share: its files and empty folders in canonical order
+   * ({@linkcode comparePaths}); pieces run over the files concatenated in this order.
+   */
+  files?: FileEntry[];
 }
 
 /** A parsed, validated `.p2pmeta` file. */
@@ -78,6 +107,24 @@ export function autoPieceLength(length: number): number {
     pieceLength *= 2;
   }
   return pieceLength;
+}
+
+/** True when `info` describes a folder rather than one file. */
+export function isDirectoryShare(info: Info): boolean {
+  return info.files !== undefined;
+}
+
+/**
+ * The entries of a share as a list: a directory share's `files`, or for a single-file share one
+ * entry whose path is the file's name.
+ */
+export function shareEntries(info: Info): FileEntry[] {
+  return info.files ?? [{ path: [info.name], length: info.length }];
+}
+
+/** Sorts entries into the canonical order the metadata requires (in place; also returned). */
+export function sortEntries(entries: FileEntry[]): FileEntry[] {
+  return entries.sort((a, b) => comparePaths(a.path, b.path));
 }
 
 /** Number of pieces of a share of `length` bytes. Empty shares have none. */
@@ -163,9 +210,6 @@ export async function parseMetadata(text: string): Promise<Metadata> {
     );
   }
   if (!isRecord(raw.info)) throw new MetadataError(`missing "info" object`);
-  if ("files" in raw.info) {
-    throw new MetadataError("directory shares are not supported by this version");
-  }
   // Every key of info is part of what the info hash promises: an unknown one is refused
   // rather than dropped, so two different info sections can never share one hash.
   for (const key of Object.keys(raw.info)) {
@@ -177,6 +221,7 @@ export async function parseMetadata(text: string): Promise<Metadata> {
     pieceLength: expectInteger(raw.info.pieceLength, "info.pieceLength"),
     pieces: expectStringArray(raw.info.pieces, "info.pieces"),
   };
+  if (raw.info.files !== undefined) info.files = parseFiles(raw.info.files);
   validateInfo(info);
   const infoHash = await computeInfoHash(info);
   if (raw.infoHash !== undefined && raw.infoHash !== infoHash) {
@@ -204,6 +249,7 @@ export function validateInfo(info: Info): void {
   if (!Number.isSafeInteger(info.length) || info.length < 0) {
     throw new MetadataError(`invalid length ${info.length}`);
   }
+  if (info.files !== undefined) validateFiles(info);
   const pl = info.pieceLength;
   if (
     !Number.isSafeInteger(pl) || pl < MIN_PIECE_LENGTH || pl > MAX_PIECE_LENGTH ||
@@ -224,6 +270,122 @@ export function validateInfo(info: Info): void {
       throw new MetadataError(`piece ${i} hash is not 64 lower-case hex digits`);
     }
   }
+}
+
+/**
+ * Checks the file list of a directory share: every path safe, no two paths that one file system
+ * would confuse, no file also used as a folder, canonical order, lengths adding up.
+ *
+ * @throws {MetadataError} naming the first bad path
+ */
+function validateFiles(info: Info): void {
+  const files = info.files ?? [];
+  if (files.length > MAX_FILES) {
+    throw new MetadataError(`too many files (${files.length} > ${MAX_FILES})`);
+  }
+  const prefixBytes = new TextEncoder().encode(info.name).length + 1;
+  let total = 0;
+  for (const entry of files) {
+    const reason = unsafePathReason(entry.path, { prefixBytes });
+    if (reason) throw new MetadataError(`unsafe path ${displayPath(entry.path)}: ${reason}`);
+    if (!Number.isSafeInteger(entry.length) || entry.length < 0) {
+      throw new MetadataError(`invalid length ${entry.length} of ${displayPath(entry.path)}`);
+    }
+    if (entry.dir !== undefined && entry.dir !== true) {
+      throw new MetadataError(`"dir" of ${displayPath(entry.path)} must be true when present`);
+    }
+    if (entry.dir && entry.length !== 0) {
+      throw new MetadataError(
+        `empty folder ${displayPath(entry.path)} has length ${entry.length}, expected 0`,
+      );
+    }
+    total += entry.length;
+    if (!Number.isSafeInteger(total)) throw new MetadataError("file lengths add up past 2^53");
+  }
+  // Same key: the same file on Windows or macOS (case, Unicode normalisation).
+  const byKey = new Map<string, FileEntry>();
+  for (const entry of files) {
+    const key = pathKey(entry.path);
+    const seen = byKey.get(key);
+    if (seen) {
+      const same = seen.path.length === entry.path.length &&
+        seen.path.every((s, i) => s === entry.path[i]);
+      throw new MetadataError(
+        same
+          ? `duplicate path ${displayPath(entry.path)}`
+          : `paths ${displayPath(seen.path)} and ${
+            displayPath(entry.path)
+          } differ only in case or Unicode form`,
+      );
+    }
+    byKey.set(key, entry);
+  }
+  // Every folder a path runs through must not also be a file or an "empty" folder.
+  for (const entry of files) {
+    for (let depth = 1; depth < entry.path.length; depth++) {
+      const holder = byKey.get(pathKey(entry.path.slice(0, depth)));
+      if (!holder) continue;
+      throw new MetadataError(
+        holder.dir
+          ? `empty folder ${displayPath(holder.path)} holds ${displayPath(entry.path)}`
+          : `path ${displayPath(holder.path)} is a file and also a folder (of ${
+            displayPath(entry.path)
+          })`,
+      );
+    }
+  }
+  for (let i = 1; i < files.length; i++) {
+    if (comparePaths(files[i - 1].path, files[i].path) >= 0) {
+      throw new MetadataError(
+        `files not in canonical order: ${displayPath(files[i - 1].path)} comes before ${
+          displayPath(files[i].path)
+        }`,
+      );
+    }
+  }
+  if (total !== info.length) {
+    throw new MetadataError(`file lengths add up to ${total}, not info.length ${info.length}`);
+  }
+}
+
+/**
+ * Reads `info.files` from untrusted JSON into entries with only the known keys.
+ *
+ * @throws {MetadataError} naming the first malformed entry
+ */
+function parseFiles(value: unknown): FileEntry[] {
+  if (!Array.isArray(value)) throw new MetadataError(`"info.files" must be an array`);
+  if (value.length > MAX_FILES) {
+    throw new MetadataError(`too many files (${value.length} > ${MAX_FILES})`);
+  }
+  return value.map((item, i) => {
+    const field = `info.files[${i}]`;
+    if (!isRecord(item)) throw new MetadataError(`"${field}" must be an object`);
+    for (const key of Object.keys(item)) {
+      if (!FILE_KEYS.has(key)) throw new MetadataError(`unknown field "${field}.${key}"`);
+    }
+    const path = item.path;
+    if (!Array.isArray(path) || path.some((s) => typeof s !== "string")) {
+      throw new MetadataError(
+        `"${field}.path" must be an array of names, got ${
+          JSON.stringify(path)?.slice(0, 200) ?? "nothing"
+        }`,
+      );
+    }
+    const entry: FileEntry = {
+      path: path as string[],
+      length: expectInteger(item.length, `${field}.length`),
+    };
+    if (item.dir !== undefined) {
+      if (item.dir !== true) {
+        throw new MetadataError(
+          `"${field}.dir" of ${displayPath(entry.path)} must be true when present`,
+        );
+      }
+      entry.dir = true;
+    }
+    return entry;
+  });
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

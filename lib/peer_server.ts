@@ -1,14 +1,19 @@
 /**
  * @module peer_server
  * Serves verified pieces of a share to peers that connect: handshake, bitfield, then requests
- * answered from positional reads, a bounded queue of requests per peer, and one bad peer never
- * affecting the others. Does I/O.
+ * answered from positional reads, with a bounded queue of requests per peer, a bounded number
+ * of upload slots (choking), a shared upload rate limit, and one bad peer never affecting the
+ * others. Does I/O.
  */
 
 import { Bitfield } from "./bitfield.ts";
+import { type ChokeCandidate, chooseUnchoked, pickOptimistic } from "./choker.ts";
 import { errorMessage, ProtocolError } from "./errors.ts";
 import type { EventSink } from "./events.ts";
 import { type ByteStream, type ConnTiming, DEFAULT_TIMING, PeerConnection } from "./peer_conn.ts";
+import { RateMeter } from "./rate.ts";
+import { type RateLimiter, throttle } from "./rate_limit.ts";
+import type { PeerSnapshot } from "./snapshot.ts";
 import type { ShareStorage } from "./storage.ts";
 import { fromHex } from "./units.ts";
 import {
@@ -25,8 +30,14 @@ import {
 export const MAX_QUEUED_REQUESTS = 256;
 /** Most peers served at once; more are told so and closed. */
 export const DEFAULT_MAX_CONNECTIONS = 64;
+/** Peers uploaded to at once, by default. */
+export const DEFAULT_UPLOAD_SLOTS = 4;
 /** A peer must complete its handshake this fast. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How often the upload slots are reconsidered. */
+const CHOKE_INTERVAL_MS = 5_000;
+/** The optimistic slot moves on every this many rounds. */
+const OPTIMISTIC_ROUNDS = 3;
 
 /** Options for {@linkcode PeerServer}. */
 export interface PeerServerOptions {
@@ -34,6 +45,16 @@ export interface PeerServerOptions {
   sink: EventSink;
   maxConnections?: number;
   timing?: ConnTiming;
+  /** Shared limit on everything this program uploads. */
+  uploadLimiter?: RateLimiter;
+  /** Peers uploaded to at once (default 4). */
+  uploadSlots?: number;
+  /** True for peers whose data failed verification: they are not served either. */
+  isBanned?: (peerId: string) => boolean;
+  /** Bytes per second the peer with this id uploads to us (tit for tat); 0 when unknown. */
+  rateFromPeer?: (peerId: string) => number;
+  /** A connected peer said it accepts peers on `port` at its address: fetch from it too. */
+  onPeerListening?: (peer: { hostname: string; port: number }) => void;
 }
 
 /** Upload counters. */
@@ -42,13 +63,34 @@ export interface UploadStats {
   peers: number;
 }
 
+/** One peer connected to us. */
+interface Incoming {
+  conn: PeerConnection;
+  /** The address it connected from (its listening port comes in a PORT message). */
+  hostname: string;
+  peerId: string;
+  peerHas: Bitfield;
+  interested: boolean;
+  choked: boolean;
+  bytesToThem: number;
+  meter: RateMeter;
+  /** Drops its queued requests (sending REJECT) when it is choked. */
+  rejectQueued(): void;
+  wake(): void;
+}
+
 /** Serves one share (keyed by info hash, so more can be added later) to incoming peers. */
 export class PeerServer {
   readonly storage: ShareStorage;
   #infoHash: Uint8Array;
   #options: PeerServerOptions;
-  #connections = new Set<PeerConnection>();
+  #peers = new Set<Incoming>();
+  #pending = new Set<PeerConnection>();
   #tasks = new Set<Promise<void>>();
+  #meter = new RateMeter();
+  #chokeTimer: ReturnType<typeof setInterval> | undefined;
+  #round = 0;
+  #optimisticId: string | undefined;
   bytesUploaded = 0;
 
   constructor(storage: ShareStorage, options: PeerServerOptions) {
@@ -59,7 +101,40 @@ export class PeerServer {
 
   /** Current upload counters. */
   stats(): UploadStats {
-    return { bytesUploaded: this.bytesUploaded, peers: this.#connections.size };
+    return { bytesUploaded: this.bytesUploaded, peers: this.#peers.size };
+  }
+
+  /** Ids of the peers connected to us. */
+  peerIds(): string[] {
+    return [...new Set([...this.#peers].map((p) => p.peerId))];
+  }
+
+  /** Upload rate over the last seconds. */
+  uploadRate(): number {
+    return this.#meter.rate(performance.now());
+  }
+
+  /** Bytes per second we upload to the peer with this id (0 when not connected). */
+  rateToPeer(peerId: string): number {
+    let rate = 0;
+    const now = performance.now();
+    for (const p of this.#peers) if (p.peerId === peerId) rate += p.meter.rate(now);
+    return rate;
+  }
+
+  /** The peers connected to us, for displays. */
+  peerSnapshots(): PeerSnapshot[] {
+    const now = performance.now();
+    return [...this.#peers].map((p) => ({
+      address: p.conn.remote,
+      direction: "in" as const,
+      piecesHeld: p.peerHas.count,
+      downloadRateBytesPerSec: 0,
+      uploadRateBytesPerSec: Math.round(p.meter.rate(now)),
+      choked: p.choked,
+      chokingUs: true,
+      interested: p.interested,
+    }));
   }
 
   /**
@@ -69,6 +144,7 @@ export class PeerServer {
   async serve(listener: Deno.Listener, signal: AbortSignal): Promise<void> {
     const onAbort = () => listener.close();
     signal.addEventListener("abort", onAbort, { once: true });
+    this.#chokeTimer = setInterval(() => this.#rechoke(), CHOKE_INTERVAL_MS);
     try {
       for (;;) {
         let conn: Deno.Conn;
@@ -83,55 +159,123 @@ export class PeerServer {
           });
           continue;
         }
-        this.handle(conn, addrText(conn.remoteAddr));
+        const addr = conn.remoteAddr as Deno.NetAddr;
+        this.handle(conn, addrText(addr), addr.hostname);
       }
     } finally {
+      clearInterval(this.#chokeTimer);
       signal.removeEventListener("abort", onAbort);
-      for (const c of this.#connections) c.close("shutting down");
+      for (const c of this.#pending) c.close("shutting down");
+      for (const p of this.#peers) p.conn.close("shutting down");
       await Promise.allSettled([...this.#tasks]);
     }
   }
 
   /** Takes over one accepted stream (any transport). */
-  handle(stream: ByteStream, remote: string): void {
-    const task = this.#servePeer(stream, remote).finally(() => this.#tasks.delete(task));
+  handle(stream: ByteStream, remote: string, hostname = ""): void {
+    const task = this.#servePeer(stream, remote, hostname).finally(() => this.#tasks.delete(task));
     this.#tasks.add(task);
   }
 
   /** Tells every connected peer that we now hold piece `index`. */
   announceHave(index: number): void {
-    for (const c of this.#connections) c.send(encodeHave(index)).catch(() => {});
+    for (const p of this.#peers) p.conn.send(encodeHave(index)).catch(() => {});
   }
 
-  async #servePeer(stream: ByteStream, remote: string): Promise<void> {
+  /** Closes the connections of a peer that turned out to be bad. */
+  dropPeer(peerId: string, reason: string): void {
+    for (const p of this.#peers) if (p.peerId === peerId) p.conn.close(reason);
+  }
+
+  /**
+   * Re-decides the upload slots: tit for tat for most, one optimistic slot rotating every few
+   * rounds. Choked peers lose their queued requests (each answered with REJECT).
+   */
+  #rechoke(): void {
+    const slots = this.#options.uploadSlots ?? DEFAULT_UPLOAD_SLOTS;
+    const candidates: ChokeCandidate[] = [...this.#peers].map((p) => ({
+      id: p.peerId,
+      interested: p.interested,
+      rateFromThem: this.#options.rateFromPeer?.(p.peerId) ?? 0,
+      bytesToThem: p.bytesToThem,
+    }));
+    if (this.#round++ % OPTIMISTIC_ROUNDS === 0 || this.#optimisticId === undefined) {
+      const regular = chooseUnchoked(candidates, { slots: Math.max(1, slots - 1) });
+      this.#optimisticId = pickOptimistic(candidates, regular, Math.random);
+    }
+    const unchoke = chooseUnchoked(candidates, { slots, optimisticId: this.#optimisticId });
+    for (const p of this.#peers) {
+      const choke = !unchoke.has(p.peerId);
+      if (choke === p.choked) continue;
+      p.choked = choke;
+      p.conn.send(encodeSignal(choke ? MessageType.CHOKE : MessageType.UNCHOKE)).catch(() => {});
+      if (choke) p.rejectQueued();
+      else p.wake();
+    }
+  }
+
+  /**
+   * A newly interested peer gets a free slot at once, if there is one. Slots count peers, not
+   * connections: a peer's parallel connections share its slot.
+   */
+  #unchokeIfFree(peer: Incoming): void {
+    const slots = this.#options.uploadSlots ?? DEFAULT_UPLOAD_SLOTS;
+    const unchoked = new Set<string>();
+    for (const p of this.#peers) if (!p.choked && p.interested) unchoked.add(p.peerId);
+    if (peer.choked && (unchoked.has(peer.peerId) || unchoked.size < slots)) {
+      peer.choked = false;
+      peer.conn.send(encodeSignal(MessageType.UNCHOKE)).catch(() => {});
+      peer.wake();
+    }
+  }
+
+  async #servePeer(stream: ByteStream, remote: string, hostname: string): Promise<void> {
     const conn = new PeerConnection(stream, remote, this.#options.timing ?? DEFAULT_TIMING);
     const sink = this.#options.sink;
-    if (this.#connections.size >= (this.#options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
+    if (
+      this.#peers.size + this.#pending.size >=
+        (this.#options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)
+    ) {
       await conn.sendErrorAndClose("too many connections, try later");
       return;
     }
-    this.#connections.add(conn);
+    this.#pending.add(conn);
     const handshakeTimer = setTimeout(
       () => conn.close("handshake timed out"),
       HANDSHAKE_TIMEOUT_MS,
     );
-    let connected = false;
+    let peer: Incoming | undefined;
     try {
       const ours = this.storage.meta.infoHash;
-      await conn.handshakeAsResponder(
+      const hello = await conn.handshakeAsResponder(
         (theirs) => theirs === ours ? this.#infoHash : undefined,
         this.#options.peerId,
       );
       clearTimeout(handshakeTimer);
-      connected = true;
+      if (this.#options.isBanned?.(hello.peerId)) {
+        throw new ProtocolError(`banned: peer ${remote} sent data that failed verification`);
+      }
+      peer = {
+        conn,
+        hostname,
+        peerId: hello.peerId,
+        peerHas: new Bitfield(this.storage.layout.pieceCount),
+        interested: false,
+        choked: true,
+        bytesToThem: 0,
+        meter: new RateMeter(),
+        rejectQueued: () => {},
+        wake: () => {},
+      };
+      this.#pending.delete(conn);
+      this.#peers.add(peer);
       sink.emit({ event: "peer_connected", peer: remote, direction: "in" });
       await conn.send(encodeBitfield(this.storage.have.bytes));
-      await conn.send(encodeSignal(MessageType.UNCHOKE));
-      await this.#serveRequests(conn);
+      await this.#serveRequests(peer);
       sink.emit({ event: "peer_disconnected", peer: remote, reason: "closed by peer" });
     } catch (err) {
       const reason = errorMessage(err);
-      if (connected) sink.emit({ event: "peer_disconnected", peer: remote, reason });
+      if (peer) sink.emit({ event: "peer_disconnected", peer: remote, reason });
       else {sink.emit({
           event: "warning",
           message: `rejected connection from ${remote}: ${reason}`,
@@ -140,35 +284,49 @@ export class PeerServer {
     } finally {
       clearTimeout(handshakeTimer);
       conn.close();
-      this.#connections.delete(conn);
+      this.#pending.delete(conn);
+      if (peer) this.#peers.delete(peer);
     }
   }
 
   /**
    * Reads requests and answers them in order. A second task sends while this one reads, so a
-   * peer can keep many requests in flight; the queue is bounded.
+   * peer can keep many requests in flight; the queue is bounded, and only an unchoked peer is
+   * served.
    */
-  async #serveRequests(conn: PeerConnection): Promise<void> {
+  async #serveRequests(peer: Incoming): Promise<void> {
+    const { conn } = peer;
     const storage = this.storage;
     const queue: { index: number; begin: number; length: number }[] = [];
     let wake: (() => void) | undefined;
     let receiving = true;
-    let peerHas = new Bitfield(storage.layout.pieceCount);
+    peer.wake = () => wake?.();
+    peer.rejectQueued = () => {
+      for (const r of queue.splice(0)) {
+        conn.send(encodeReject(r.index, r.begin, r.length)).catch(() => {});
+      }
+    };
 
     const sender = (async () => {
       let pending: Promise<void> = Promise.resolve();
       while (receiving || queue.length > 0) {
-        const req = queue.shift();
+        const req = peer.choked ? undefined : queue.shift();
         if (!req) {
           await new Promise<void>((resolve) => (wake = resolve));
           continue;
         }
+        await throttle(this.#options.uploadLimiter, req.length);
+        if (conn.closed) return;
         const { frame, data } = allocPieceFrame(req.index, req.begin, req.length);
         await storage.readBlock(req.index, req.begin, data);
         await pending; // one write in flight while the next block is read
         if (conn.closed) return;
         pending = conn.send(frame);
         this.bytesUploaded += req.length;
+        peer.bytesToThem += req.length;
+        const now = performance.now();
+        this.#meter.add(req.length, now);
+        peer.meter.add(req.length, now);
       }
       await pending;
     })();
@@ -186,7 +344,7 @@ export class PeerServer {
                 `invalid request: piece ${msg.index} at ${msg.begin} for ${msg.length} bytes`,
               );
             }
-            if (!storage.have.has(msg.index)) {
+            if (!storage.have.has(msg.index) || peer.choked) {
               await conn.send(encodeReject(msg.index, msg.begin, msg.length));
               break;
             }
@@ -204,9 +362,19 @@ export class PeerServer {
             if (at >= 0) queue.splice(at, 1);
             break;
           }
+          case "interested":
+            peer.interested = true;
+            this.#unchokeIfFree(peer);
+            break;
+          case "not_interested":
+            peer.interested = false;
+            break;
+          case "port":
+            this.#options.onPeerListening?.({ hostname: peer.hostname, port: msg.port });
+            break;
           case "bitfield":
             try {
-              peerHas = Bitfield.fromBytes(msg.bytes, storage.layout.pieceCount);
+              peer.peerHas = Bitfield.fromBytes(msg.bytes, storage.layout.pieceCount);
             } catch (err) {
               throw new ProtocolError(`bad bitfield: ${errorMessage(err)}`);
             }
@@ -215,14 +383,14 @@ export class PeerServer {
             if (msg.index >= storage.layout.pieceCount) {
               throw new ProtocolError(`have for piece ${msg.index} out of range`);
             }
-            peerHas.set(msg.index);
+            peer.peerHas.set(msg.index);
             break;
           case "error":
             throw new ProtocolError(`peer said: ${msg.message}`);
           case "handshake":
             throw new ProtocolError("second handshake");
           default:
-            // keep-alive, interest and unknown messages need no answer from a seeder
+            // keep-alive, choke/unchoke and unknown messages need no answer from an uploader
             break;
         }
       }

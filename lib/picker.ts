@@ -104,6 +104,11 @@ export class PiecePicker {
     return best;
   }
 
+  /** True when piece `index` is being fetched. */
+  isInFlight(index: number): boolean {
+    return this.#inFlight.has(index);
+  }
+
   /** True when every needed piece is already in flight (the end game may begin). */
   get allInFlight(): boolean {
     for (const i of this.#needed) if (!this.#inFlight.has(i)) return false;

@@ -41,6 +41,7 @@ export const MessageType = {
   UNCHOKE: 9,
   INTERESTED: 10,
   NOT_INTERESTED: 11,
+  PORT: 12,
 } as const;
 
 const HANDSHAKE_PAYLOAD_BYTES = PROTOCOL_MAGIC.length + 2 + 2 + INFO_HASH_BYTES + PEER_ID_BYTES;
@@ -66,6 +67,7 @@ export type Message =
   | { type: "unchoke" }
   | { type: "interested" }
   | { type: "not_interested" }
+  | { type: "port"; port: number }
   | { type: "unknown"; code: number };
 
 function frame(type: number, payloadBytes: number): { buf: Uint8Array; view: DataView } {
@@ -156,6 +158,19 @@ export function encodeSignal(
     | typeof MessageType.NOT_INTERESTED,
 ): Uint8Array {
   return frame(type, 0).buf;
+}
+
+/**
+ * Encodes a port message: the port the sender accepts peers on, so the receiver can connect
+ * back and fetch from it too (swarm peers learn each other without waiting for a tracker).
+ */
+export function encodePort(port: number): Uint8Array {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new RangeError(`invalid port ${port}`);
+  }
+  const { buf, view } = frame(MessageType.PORT, 2);
+  view.setUint16(5, port);
+  return buf;
 }
 
 /** Encodes a keep-alive (an empty frame). */
@@ -266,6 +281,12 @@ export function decodeBody(body: Uint8Array): Message {
     case MessageType.NOT_INTERESTED:
       need(0, "not interested");
       return { type: "not_interested" };
+    case MessageType.PORT: {
+      need(2, "port");
+      const port = view.getUint16(0);
+      if (port === 0) throw new ProtocolError("port message with port 0");
+      return { type: "port", port };
+    }
     default:
       return { type: "unknown", code };
   }

@@ -379,6 +379,8 @@ Deno.test("PeerServer answers a request for a piece it lacks with REJECT and ser
   const bitfield = await within(5000, "bitfield", receiveType(conn, "bitfield"));
   const peerHas = Bitfield.fromBytes(bitfield.bytes, PIECES);
   assert.deepEqual([...peerHas.indexes()], held);
+  // Upload slots go to peers that say they are interested.
+  await conn.send(encodeSignal(MessageType.INTERESTED));
   await within(5000, "unchoke", receiveType(conn, "unchoke"));
 
   await conn.send(encodeRequest(17, 0, PIECE));

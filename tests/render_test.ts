@@ -32,8 +32,11 @@ const PROGRESS: Progress = {
   rateBytesPerSec: 1_500_000,
   etaSeconds: 25,
   peers: 1,
+  uploadRateBytesPerSec: 250_000,
+  bytesDownloaded: 32768,
+  bytesUploaded: 16384,
 };
-const PROGRESS_TEXT = "2/5 pieces  32.0 KiB of 68.4 KiB (46.8%)  1.5 MB/s  ETA 25s  peers 1";
+const PROGRESS_TEXT = "2/5 pieces 32.0 KiB/68.4 KiB (46.8%) ↓1.5 ↑0.3 MB/s ETA 25s peers 1";
 
 // A mapped type, so adding an event kind without a case here fails type checking.
 const CASES: { [K in EventName]: Case<K>[] } = {
@@ -183,10 +186,16 @@ const CASES: { [K in EventName]: Case<K>[] } = {
   progress: [
     { event: PROGRESS, role: "client", expected: out(`[client] ${PROGRESS_TEXT}`) },
     {
-      event: { ...PROGRESS, rateBytesPerSec: 0, etaSeconds: null, peers: 0 },
+      event: {
+        ...PROGRESS,
+        rateBytesPerSec: 0,
+        uploadRateBytesPerSec: 0,
+        etaSeconds: null,
+        peers: 0,
+      },
       role: "client",
       expected: out(
-        "[client] 2/5 pieces  32.0 KiB of 68.4 KiB (46.8%)  0.0 MB/s  ETA --  peers 0",
+        "[client] 2/5 pieces 32.0 KiB/68.4 KiB (46.8%) ↓0.0 ↑0.0 MB/s ETA -- peers 0",
       ),
     },
     {
@@ -199,7 +208,9 @@ const CASES: { [K in EventName]: Case<K>[] } = {
         etaSeconds: 3725,
       },
       role: "client",
-      expected: out("[client] 0/0 pieces  0 B of 0 B (100.0%)  1.5 MB/s  ETA 1h02m  peers 1"),
+      expected: out(
+        "[client] 0/0 pieces 0 B/0 B (100.0%) ↓1.5 ↑0.3 MB/s ETA 1h02m peers 1",
+      ),
     },
   ],
   peer_connected: [
@@ -246,6 +257,8 @@ const CASES: { [K in EventName]: Case<K>[] } = {
         bytes: 70000,
         piecesFetched: 5,
         bytesFetched: 70000,
+        bytesDownloaded: 70000,
+        bytesUploaded: 0,
         piecesTotal: 5,
         seconds: 0.5,
       },
@@ -261,6 +274,8 @@ const CASES: { [K in EventName]: Case<K>[] } = {
         bytes: 70000,
         piecesFetched: 0,
         bytesFetched: 0,
+        bytesDownloaded: 0,
+        bytesUploaded: 0,
         piecesTotal: 5,
         seconds: 0.004,
       },
@@ -277,6 +292,8 @@ const CASES: { [K in EventName]: Case<K>[] } = {
         bytes: 70000,
         piecesFetched: 2,
         bytesFetched: 35000,
+        bytesDownloaded: 35000,
+        bytesUploaded: 0,
         piecesTotal: 5,
         seconds: 0.05,
       },

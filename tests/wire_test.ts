@@ -9,6 +9,7 @@ import {
   encodeHandshake,
   encodeHave,
   encodeKeepAlive,
+  encodePort,
   encodeReject,
   encodeRequest,
   encodeSignal,
@@ -155,8 +156,16 @@ Deno.test("MessageType codes are pinned (changing one breaks interoperability)",
     UNCHOKE: 9,
     INTERESTED: 10,
     NOT_INTERESTED: 11,
+    PORT: 12,
   });
   assert.equal(new TextDecoder().decode(PROTOCOL_MAGIC), "P2PSHARE");
+});
+
+Deno.test("encodePort() round trips and decodeBody() refuses port 0", () => {
+  assert.deepEqual([...encodePort(6881)], [0, 0, 0, 3, 12, 0x1a, 0xe1]);
+  assert.deepEqual(decodeBody(encodePort(6881).subarray(4)), { type: "port", port: 6881 });
+  assert.throws(() => decodeBody(new Uint8Array([12, 0, 0])), ProtocolError);
+  assert.throws(() => encodePort(0), RangeError);
 });
 
 Deno.test("encoders write the documented byte layout", () => {
@@ -478,7 +487,7 @@ Deno.test("decodeBody() rejects payloads of the wrong size for their type", () =
 });
 
 Deno.test("decodeBody() decodes unknown type codes as unknown so later versions can add messages", () => {
-  for (const code of [12, 13, 100, 127, 128, 255]) {
+  for (const code of [13, 100, 127, 128, 255]) {
     for (const payload of [[], [1], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]) {
       assert.deepEqual(decodeBody(new Uint8Array([code, ...payload])), { type: "unknown", code });
     }

@@ -1,22 +1,28 @@
 /**
  * @module cli/download_cmd
- * The `download` subcommand: fetch, verify and assemble a share, resuming what is there; with a
- * tracker it finds its peers there and serves what it holds to them while it downloads.
+ * The `download` subcommand: fetch, verify and assemble a share, resuming what is there; in a
+ * swarm it also serves what it holds to other downloaders, within rate limits, and may seed on
+ * after completion.
  */
 
 import { DownloadSession } from "../downloader.ts";
 import { UsageError } from "../errors.ts";
 import { readMetadataFile } from "../meta_file.ts";
+import { parseHostPort } from "../net_addr.ts";
 import { newPeerId } from "../peer_conn.ts";
 import { PeerServer } from "../peer_server.ts";
+import { RateLimiter } from "../rate_limit.ts";
+import type { ShareSnapshot } from "../snapshot.ts";
 import { ShareStorage } from "../storage.ts";
 import { normalizeTrackerUrl } from "../tracker_client.ts";
 import { register, type Registration } from "./announce.ts";
 import {
   expectPositionals,
   optDuration,
+  optFlag,
   optInteger,
   optPort,
+  optSize,
   optString,
   optStrings,
   parseCommandArgs,
@@ -28,49 +34,69 @@ import { listenTcp } from "./listen.ts";
 const MAX_PARALLEL = 64;
 /** How long a tracker-driven download waits for a useful peer before it gives up. */
 const DEFAULT_WAIT_FOR_PEERS_MS = 5 * 60_000;
+/** Peers downloaded from at once, by default. */
+const DEFAULT_MAX_PEERS = 30;
 
 export const downloadCommand: Command = {
   name: "download",
   summary: "fetch a share from peers, verifying every piece; resumes after any interruption",
-  usage: `Usage: p2p-share download --meta M (--host H [--port P] | --tracker HOST:PORT) [options]
+  usage: `Usage: p2p-share download --meta M (--host H [--port P] | --peer HOST:PORT... |
+                                     --tracker HOST:PORT) [options]
 
-Fetches the pieces of M over N connections, verifies each (SHA-256) before it counts, writes it
-in place into DIR/<name>.partial and records it in DIR/<name>.state.json. When all pieces are
-in, the file becomes DIR/<name>. Run again after any interruption: only missing pieces are
-fetched. An already complete file is verified, not fetched again.
+Fetches the pieces of M from one or many peers at once, verifies each (SHA-256) before it
+counts, writes it in place into DIR/<name>.partial and records it in DIR/<name>.state.json.
+When all pieces are in, the file becomes DIR/<name>. Run again after any interruption: only
+missing pieces are fetched. An already complete file is verified, not fetched again.
 
-With a tracker (--tracker, or trackers listed in M when no --host is given) the downloader asks
-it for peers, and also listens so other peers can fetch the pieces it already has.
+In a swarm (with a tracker, --peer, or --listen-port) the downloader also listens and serves
+every verified piece it holds, so downloaders share with each other.
 
-Options:
+Peers:
   --meta M                metadata file (required)
-  --host H                a peer's address (e.g. the seeder's)
-  --port P                that peer's port (default 5001)
-  --tracker HOST:PORT     find peers through this tracker (repeatable; http://HOST:PORT/announce
-                          works too)
+  --host H / --port P     one peer, e.g. the seeder (port default 5001)
+  --peer HOST:PORT        a peer to fetch from (repeatable; no tracker needed)
+  --tracker HOST:PORT     find peers through this tracker (repeatable; default: the trackers in
+                          M when no --host/--peer is given)
+  --max-peers N           peers fetched from at once (default ${DEFAULT_MAX_PEERS})
+  --parallel N            connections in all (default 4; 1 = sequential)
+  --wait-for-peers DUR    how long to wait for a useful peer before giving up, when more may
+                          still come from a tracker (default 5m; e.g. 90s, 10m)
+
+Serving others:
+  --listen-host ADDR      address to serve on (default 0.0.0.0)
+  --listen-port P         port to serve on (default: any free port; 0 = any)
+  --max-upload-rate R     upload limit in bytes/s, e.g. 500K, 10M (default: none)
+  --max-download-rate R   download limit in bytes/s (default: none)
+  --upload-slots N        peers uploaded to at once (default 4)
+  --keep-seeding          after completion, seed on until Ctrl-C
+  --seed-for DUR          after completion, seed on for DUR (e.g. 90s, 10m, 1h)
+
+Output:
   --workdir DIR           work folder (default ./downloads)
-  --parallel N            connections (default 4; 1 = sequential)
-  --listen-host ADDR      address to serve pieces on when using a tracker (default 0.0.0.0)
-  --listen-port P         port for that (default 0: any free port)
-  --wait-for-peers DUR    with a tracker: how long to wait for a useful peer before giving up
-                          (default 5m; e.g. 90s, 10m)
   --json                  print one JSON event per line
   -h, --help              show this help
 
 Exit codes: 0 complete, 1 failure (what was verified is kept), 2 usage.
-Permissions: --allow-net=H (with a tracker: the tracker and the listen address)
+Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen address)
              --allow-read=M,DIR --allow-write=DIR`,
   async run(argv, ctx) {
     const args = parseCommandArgs(argv, {
       meta: { type: "string" },
       host: { type: "string" },
       port: { type: "string" },
+      peer: { type: "string", multiple: true },
       workdir: { type: "string" },
       parallel: { type: "string" },
       tracker: { type: "string", multiple: true },
+      "max-peers": { type: "string" },
       "listen-host": { type: "string" },
       "listen-port": { type: "string" },
       "wait-for-peers": { type: "string" },
+      "max-upload-rate": { type: "string" },
+      "max-download-rate": { type: "string" },
+      "upload-slots": { type: "string" },
+      "keep-seeding": { type: "boolean" },
+      "seed-for": { type: "string" },
     }, "download");
     expectPositionals(args, 0, "download");
     const metaPath = optString(args, "meta");
@@ -78,20 +104,48 @@ Permissions: --allow-net=H (with a tracker: the tracker and the listen address)
     const host = optString(args, "host");
     const port = optPort(args, "port", 5001);
     if (port === 0) throw new UsageError("download: --port must be from 1 to 65535");
+    const peers = optStrings(args, "peer").map((text) => {
+      try {
+        return parseHostPort(text);
+      } catch (err) {
+        throw new UsageError(`download: --peer: ${(err as Error).message}`);
+      }
+    });
+    if (host) peers.unshift({ hostname: host, port });
     const parallel = optInteger(args, "parallel", { min: 1, max: MAX_PARALLEL, fallback: 4 });
+    const maxPeers = optInteger(args, "max-peers", {
+      min: 1,
+      max: 1000,
+      fallback: DEFAULT_MAX_PEERS,
+    });
+    const uploadSlots = optInteger(args, "upload-slots", { min: 1, max: 100, fallback: 4 });
     const workdir = optString(args, "workdir") ?? "./downloads";
     const listenHost = optString(args, "listen-host") ?? "0.0.0.0";
+    const listenPortText = optString(args, "listen-port");
     const listenPort = optPort(args, "listen-port", 0);
     const waitMs = optDuration(args, "wait-for-peers") ?? DEFAULT_WAIT_FOR_PEERS_MS;
+    const uploadRate = optSize(args, "max-upload-rate");
+    const downloadRate = optSize(args, "max-download-rate");
+    if (uploadRate === 0 || downloadRate === 0) {
+      throw new UsageError("download: a rate limit must be above 0");
+    }
+    const keepSeeding = optFlag(args, "keep-seeding");
+    const seedForMs = optDuration(args, "seed-for");
+    if (keepSeeding && seedForMs !== undefined) {
+      throw new UsageError("download: give either --keep-seeding or --seed-for, not both");
+    }
     const meta = await readMetadataFile(metaPath);
     const trackerFlags = optStrings(args, "tracker");
-    const trackers = trackerFlags.length > 0 ? trackerFlags : host ? [] : meta.trackers;
+    const trackers = trackerFlags.length > 0 ? trackerFlags : peers.length > 0 ? [] : meta.trackers;
     trackers.forEach((t) => normalizeTrackerUrl(t));
-    if (!host && trackers.length === 0) {
+    if (peers.length === 0 && trackers.length === 0) {
       throw new UsageError(
-        "download: give --host H [--port P], or --tracker HOST:PORT (this metadata lists no tracker)",
+        "download: give --host H [--port P], --peer HOST:PORT or --tracker HOST:PORT (this metadata lists no tracker)",
       );
     }
+    // Serve others when they can find us: through a tracker, or on a port the user chose.
+    const serveOthers = trackers.length > 0 || listenPortText !== undefined ||
+      optString(args, "listen-host") !== undefined || keepSeeding || seedForMs !== undefined;
 
     const storage = await ShareStorage.open(meta, workdir, { sink: ctx.sink, signal: ctx.signal });
     let registration: Registration | undefined;
@@ -99,61 +153,107 @@ Permissions: --allow-net=H (with a tracker: the tracker and the listen address)
     const serving = new AbortController();
     let serveTask: Promise<void> | undefined;
     try {
+      const peerId = newPeerId();
+      const now = performance.now();
+      let listener: Deno.TcpListener | undefined;
+      if (serveOthers) {
+        listener = listenTcp(listenHost, listenPort);
+        const addr = listener.addr as Deno.NetAddr;
+        ctx.sink.emit({
+          event: "listening",
+          host: addr.hostname,
+          port: addr.port,
+          service: "peer",
+        });
+      }
+      const listenAddr = listener?.addr as Deno.NetAddr | undefined;
+      const session: DownloadSession = new DownloadSession(storage, {
+        peers,
+        connections: parallel,
+        maxPeers,
+        sink: ctx.sink,
+        signal: ctx.signal,
+        peerId,
+        waitForPeersMs: trackers.length > 0 ? waitMs : 0,
+        listenPort: listenAddr?.port,
+        downloadLimiter: downloadRate ? new RateLimiter(downloadRate, now) : undefined,
+        onPieceStored: (index) => server?.announceHave(index),
+        onPeerBanned: (id) => server?.dropPeer(id, "sent data that failed verification"),
+        uploads: {
+          get bytesUploaded() {
+            return server?.bytesUploaded ?? 0;
+          },
+          uploadRate: () => server?.uploadRate() ?? 0,
+          peerIds: () => server?.peerIds() ?? [],
+        },
+      });
+      if (listener && listenAddr) {
+        server = new PeerServer(storage, {
+          peerId,
+          sink: ctx.sink,
+          uploadSlots,
+          uploadLimiter: uploadRate ? new RateLimiter(uploadRate, now) : undefined,
+          isBanned: (id) => session.bannedIds.has(id),
+          rateFromPeer: (id) => session.rateFromPeer(id),
+          onPeerListening: (peer) => session.addPeers([peer]),
+        });
+        serveTask = server.serve(listener, AbortSignal.any([ctx.signal, serving.signal]));
+        registration = register({
+          urls: trackers,
+          storage,
+          peerId,
+          port: listenAddr.port,
+          counters: () => ({
+            uploaded: server?.bytesUploaded ?? 0,
+            downloaded: session.meter.total,
+          }),
+          sink: ctx.sink,
+          signal: ctx.signal,
+          onPeers: (found) =>
+            session.addPeers(found.map((p) => ({ hostname: p.host, port: p.port }))),
+        });
+      }
+      const snapshot = (): ShareSnapshot => shareSnapshot(session, server);
+      void snapshot; // the web monitor (issue 7) polls this
+
+      let result;
       if (storage.have.complete) {
         const path = await storage.finalize();
         ctx.sink.emit({
           event: "info",
           message: `${path} is already complete and verified; nothing to fetch`,
         });
-        ctx.sink.emit({
-          event: "complete",
+        result = {
           path,
           bytes: meta.info.length,
-          piecesFetched: 0,
           bytesFetched: 0,
+          piecesFetched: 0,
           piecesTotal: storage.layout.pieceCount,
           seconds: 0,
-        });
-        return 0;
+        };
+      } else {
+        result = await session.run();
       }
-      const peerId = newPeerId();
-      const session = new DownloadSession(storage, {
-        peers: host ? [{ hostname: host, port }] : [],
-        connections: parallel,
-        sink: ctx.sink,
-        signal: ctx.signal,
-        peerId,
-        waitForPeersMs: trackers.length > 0 ? waitMs : 0,
-        onPieceStored: (index) => server?.announceHave(index),
-      });
-      if (trackers.length > 0) {
-        // Serve what we hold while downloading, so downloaders help each other.
-        const listener = listenTcp(listenHost, listenPort);
-        const listenAddr = listener.addr as Deno.NetAddr;
-        ctx.sink.emit({
-          event: "listening",
-          host: listenAddr.hostname,
-          port: listenAddr.port,
-          service: "peer",
-        });
-        server = new PeerServer(storage, { peerId, sink: ctx.sink });
-        serveTask = server.serve(listener, AbortSignal.any([ctx.signal, serving.signal]));
-        const uploads = server;
-        registration = register({
-          urls: trackers,
-          sink: ctx.sink,
-          signal: ctx.signal,
-          storage,
-          peerId,
-          port: listenAddr.port,
-          counters: () => ({ uploaded: uploads.bytesUploaded, downloaded: session.meter.total }),
-          onPeers: (peers) =>
-            session.addPeers(peers.map((p) => ({ hostname: p.host, port: p.port }))),
-        });
-      }
-      const result = await session.run();
       await registration?.completed();
-      ctx.sink.emit({ event: "complete", ...result });
+      ctx.sink.emit({
+        event: "complete",
+        ...result,
+        bytesDownloaded: session.meter.total,
+        bytesUploaded: server?.bytesUploaded ?? 0,
+      });
+      if (server && (keepSeeding || seedForMs !== undefined)) {
+        ctx.sink.emit({
+          event: "info",
+          message: keepSeeding
+            ? "seeding on until Ctrl-C"
+            : `seeding on for ${Math.round((seedForMs ?? 0) / 1000)}s`,
+        });
+        await seedOn(ctx.signal, keepSeeding ? undefined : seedForMs);
+        ctx.sink.emit({
+          event: "info",
+          message: `stopped seeding; uploaded ${server.bytesUploaded} bytes in all`,
+        });
+      }
       return 0;
     } catch (err) {
       if (ctx.signal.aborted) {
@@ -170,3 +270,46 @@ Permissions: --allow-net=H (with a tracker: the tracker and the listen address)
     }
   },
 };
+
+/** Waits until `signal` aborts, or `durationMs` passed when given. */
+function seedOn(signal: AbortSignal, durationMs?: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = durationMs === undefined ? undefined : setTimeout(done, durationMs);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** The share as a display sees it: both directions of every peer merged. */
+function shareSnapshot(session: DownloadSession, server: PeerServer | undefined): ShareSnapshot {
+  const storage = session.storage;
+  const now = performance.now();
+  const downloadRate = session.meter.rate(now);
+  const bytesDone = storage.bytesHave;
+  const peers = [...session.peerSnapshots(), ...(server?.peerSnapshots() ?? [])];
+  return {
+    role: "download",
+    name: storage.meta.info.name,
+    infoHash: storage.meta.infoHash,
+    bytesTotal: storage.meta.info.length,
+    pieceLength: storage.meta.info.pieceLength,
+    piecesTotal: storage.layout.pieceCount,
+    piecesDone: storage.have.count,
+    bytesDone,
+    pieceStates: session.pieceStates(),
+    downloadRateBytesPerSec: Math.round(downloadRate),
+    uploadRateBytesPerSec: Math.round(server?.uploadRate() ?? 0),
+    bytesDownloaded: session.meter.total,
+    bytesUploaded: server?.bytesUploaded ?? 0,
+    etaSeconds: downloadRate > 0
+      ? Math.round((storage.meta.info.length - bytesDone) / downloadRate)
+      : null,
+    peers,
+    complete: storage.have.complete,
+  };
+}

@@ -118,11 +118,13 @@ export function renderLine(event: P2PEvent, role: Role): Line | undefined {
 /** The progress summary: pieces, bytes, rate, ETA, peers. */
 export function progressText(event: Extract<P2PEvent, { event: "progress" }>): string {
   const percent = event.bytesTotal > 0 ? (100 * event.bytesDone) / event.bytesTotal : 100;
-  return `${event.piecesDone}/${event.piecesTotal} pieces  ${formatBytes(event.bytesDone)} of ${
+  const mb = (bytesPerSec: number) => (bytesPerSec / 1e6).toFixed(1);
+  const eta = event.etaSeconds === null ? "--" : formatSeconds(event.etaSeconds);
+  return `${event.piecesDone}/${event.piecesTotal} pieces ${formatBytes(event.bytesDone)}/${
     formatBytes(event.bytesTotal)
-  } (${percent.toFixed(1)}%)  ${formatRate(event.rateBytesPerSec)}  ETA ${
-    event.etaSeconds === null ? "--" : formatSeconds(event.etaSeconds)
-  }  peers ${event.peers}`;
+  } (${percent.toFixed(1)}%) ↓${mb(event.rateBytesPerSec)} ↑${
+    mb(event.uploadRateBytesPerSec)
+  } MB/s ETA ${eta} peers ${event.peers}`;
 }
 
 /** The live progress line for a terminal `columns` wide: a bar, then the summary. */

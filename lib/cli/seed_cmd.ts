@@ -14,6 +14,7 @@ import {
   expectPositionals,
   optInteger,
   optPort,
+  optSize,
   optString,
   optStrings,
   parseCommandArgs,
@@ -21,8 +22,13 @@ import {
 } from "./args.ts";
 import type { Command } from "./context.ts";
 import { listenTcp } from "./listen.ts";
+import { RateLimiter } from "../rate_limit.ts";
+import { UsageError } from "../errors.ts";
 import { register } from "./announce.ts";
 import { normalizeTrackerUrl } from "../tracker_client.ts";
+
+/** How often a seeder with peers reports its uploads. */
+const SEED_PROGRESS_INTERVAL_MS = 1000;
 
 export const seedCommand: Command = {
   name: "seed",
@@ -39,7 +45,9 @@ Options:
   --port P             port to listen on (default 5001; 0 picks a free one)
   --host ADDR          address to bind (default 0.0.0.0, all interfaces)
   --workdir DIR        work folder (default ./data)
-  --max-connections N  peers served at once (default 64)
+  --max-connections N  peers connected at once (default 64)
+  --upload-slots N     peers uploaded to at once (default 4); the others wait their turn
+  --max-upload-rate R  upload limit in bytes/s for all peers together, e.g. 500K, 10M
   --tracker HOST:PORT  announce to this tracker (repeatable; a full http://HOST:PORT/announce
                        URL works too); default: the trackers listed in M
   --json               print one JSON event per line
@@ -56,6 +64,8 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       workdir: { type: "string" },
       tracker: { type: "string", multiple: true },
       "max-connections": { type: "string" },
+      "upload-slots": { type: "string" },
+      "max-upload-rate": { type: "string" },
     }, "seed");
     expectPositionals(args, 0, "seed");
     const metaPath = requireString(args, "meta", "seed");
@@ -63,6 +73,9 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
     const host = optString(args, "host") ?? "0.0.0.0";
     const port = optPort(args, "port", 5001);
     const workdir = optString(args, "workdir") ?? "./data";
+    const uploadSlots = optInteger(args, "upload-slots", { min: 1, max: 100, fallback: 4 });
+    const uploadRate = optSize(args, "max-upload-rate");
+    if (uploadRate === 0) throw new UsageError("seed: --max-upload-rate must be above 0");
     const maxConnections = optInteger(args, "max-connections", {
       min: 1,
       max: 10_000,
@@ -117,7 +130,29 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
           : `deno task download --meta ${metaPath} --host ${shown} --port ${addr.port}`,
       });
       const peerId = newPeerId();
-      const server = new PeerServer(storage, { peerId, sink: ctx.sink, maxConnections });
+      const server = new PeerServer(storage, {
+        peerId,
+        sink: ctx.sink,
+        maxConnections,
+        uploadSlots,
+        uploadLimiter: uploadRate ? new RateLimiter(uploadRate, performance.now()) : undefined,
+      });
+      const progress = setInterval(() => {
+        if (server.stats().peers === 0 && server.uploadRate() === 0) return;
+        ctx.sink.emit({
+          event: "progress",
+          piecesDone: storage.have.count,
+          piecesTotal: total,
+          bytesDone: storage.bytesHave,
+          bytesTotal: meta.info.length,
+          rateBytesPerSec: 0,
+          etaSeconds: null,
+          peers: server.peerIds().length,
+          uploadRateBytesPerSec: Math.round(server.uploadRate()),
+          bytesDownloaded: 0,
+          bytesUploaded: server.bytesUploaded,
+        });
+      }, SEED_PROGRESS_INTERVAL_MS);
       const registration = register({
         urls: trackers,
         sink: ctx.sink,
@@ -130,6 +165,7 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       try {
         await server.serve(listener, ctx.signal);
       } finally {
+        clearInterval(progress);
         await registration.stop(); // goodbye to the tracker on Ctrl-C / SIGTERM
       }
       ctx.sink.emit({ event: "info", message: `stopped; uploaded ${server.bytesUploaded} bytes` });
