@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { parseSize } from "../lib/units.ts";
+import { benchSwarm } from "./swarm_bench.ts";
 import { benchTracker } from "./tracker_bench.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -290,6 +291,15 @@ try {
   await seeder.child.status;
   await drain;
 
+  const swarm = await benchSwarm();
+  rows.push({
+    name: `swarm: 1 seeder + ${swarm.downloaders} downloaders`,
+    seconds: swarm.seconds,
+    mbPerSec: 0,
+    ratio: `${(swarm.seconds / swarm.lowerBoundSeconds).toFixed(2)}x the Kumar-Ross bound ${
+      swarm.lowerBoundSeconds.toFixed(1)
+    } s (F=${swarm.fileBytes / 2 ** 20} MiB, u=${swarm.uploadBytesPerSec / 2 ** 20} MiB/s each)`,
+  });
   const tracker = await benchTracker();
   rows.push({
     name: `tracker: ${tracker.peers} peers, ${tracker.swarms} swarms`,

@@ -28,14 +28,15 @@ export function chooseUnchoked(
 ): Set<string> {
   const interested = candidates.filter((c) => c.interested);
   if (interested.length <= options.slots) return new Set(interested.map((c) => c.id));
-  const regular = Math.max(1, options.slots - 1);
+  // The optimistic peer, when there is one, takes the last slot (the only one when slots is 1).
+  const hasOptimistic = options.optimisticId !== undefined &&
+    interested.some((c) => c.id === options.optimisticId);
+  const regular = hasOptimistic ? options.slots - 1 : options.slots;
   const ranked = [...interested].sort((a, b) =>
     b.rateFromThem - a.rateFromThem || a.bytesToThem - b.bytesToThem || (a.id < b.id ? -1 : 1)
   );
   const chosen = new Set(ranked.slice(0, regular).map((c) => c.id));
-  if (options.optimisticId !== undefined && interested.some((c) => c.id === options.optimisticId)) {
-    chosen.add(options.optimisticId);
-  }
+  if (hasOptimistic) chosen.add(options.optimisticId as string);
   // Fill any slot left (no optimistic peer) by rank.
   for (const c of ranked) {
     if (chosen.size >= options.slots) break;
