@@ -12,7 +12,7 @@ import { parseHostPort } from "../net_addr.ts";
 import { newPeerId } from "../peer_conn.ts";
 import { PeerServer } from "../peer_server.ts";
 import { RateLimiter } from "../rate_limit.ts";
-import type { ShareSnapshot } from "../snapshot.ts";
+import { type ShareSnapshot, TeeSink } from "../snapshot.ts";
 import { ShareStorage } from "../storage.ts";
 import { normalizeTrackerUrl } from "../tracker_client.ts";
 import { register, type Registration } from "./announce.ts";
@@ -29,6 +29,7 @@ import {
 } from "./args.ts";
 import type { Command } from "./context.ts";
 import { listenTcp } from "./listen.ts";
+import { startWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
 
 /** Most connections `--parallel` may ask for. */
 const MAX_PARALLEL = 64;
@@ -73,6 +74,7 @@ Serving others:
 
 Output:
   --workdir DIR           work folder (default ./downloads)
+${WEB_USAGE}
   --json                  print one JSON event per line
   -h, --help              show this help
 
@@ -97,8 +99,10 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
       "upload-slots": { type: "string" },
       "keep-seeding": { type: "boolean" },
       "seed-for": { type: "string" },
+      ...WEB_OPTIONS,
     }, "download");
     expectPositionals(args, 0, "download");
+    const web = webSettings(args, "download");
     const metaPath = optString(args, "meta");
     if (!metaPath) throw new UsageError("download: --meta is required (see 'download --help')");
     const host = optString(args, "host");
@@ -147,7 +151,11 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
     const serveOthers = trackers.length > 0 || listenPortText !== undefined ||
       optString(args, "listen-host") !== undefined || keepSeeding || seedForMs !== undefined;
 
-    const storage = await ShareStorage.open(meta, workdir, { sink: ctx.sink, signal: ctx.signal });
+    // Every event goes to the terminal, and to the web page once it is up.
+    const sink = new TeeSink(ctx.sink);
+    const webStop = new AbortController();
+    let monitor: WebMonitor | undefined;
+    const storage = await ShareStorage.open(meta, workdir, { sink, signal: ctx.signal });
     let registration: Registration | undefined;
     let server: PeerServer | undefined;
     const serving = new AbortController();
@@ -159,7 +167,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
       if (serveOthers) {
         listener = listenTcp(listenHost, listenPort);
         const addr = listener.addr as Deno.NetAddr;
-        ctx.sink.emit({
+        sink.emit({
           event: "listening",
           host: addr.hostname,
           port: addr.port,
@@ -171,7 +179,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
         peers,
         connections: parallel,
         maxPeers,
-        sink: ctx.sink,
+        sink,
         signal: ctx.signal,
         peerId,
         waitForPeersMs: trackers.length > 0 ? waitMs : 0,
@@ -190,7 +198,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
       if (listener && listenAddr) {
         server = new PeerServer(storage, {
           peerId,
-          sink: ctx.sink,
+          sink,
           uploadSlots,
           uploadLimiter: uploadRate ? new RateLimiter(uploadRate, now) : undefined,
           isBanned: (id) => session.bannedIds.has(id),
@@ -207,19 +215,27 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
             uploaded: server?.bytesUploaded ?? 0,
             downloaded: session.meter.total,
           }),
-          sink: ctx.sink,
+          sink,
           signal: ctx.signal,
           onPeers: (found) =>
             session.addPeers(found.map((p) => ({ hostname: p.host, port: p.port }))),
         });
       }
       const snapshot = (): ShareSnapshot => shareSnapshot(session, server);
-      void snapshot; // the web monitor (issue 7) polls this
+      if (web) {
+        monitor = await startWebMonitor({
+          ...web,
+          source: { snapshot },
+          signal: AbortSignal.any([ctx.signal, webStop.signal]),
+          sink: ctx.sink,
+        });
+        sink.sinks.push(monitor.events);
+      }
 
       let result;
       if (storage.have.complete) {
         const path = await storage.finalize();
-        ctx.sink.emit({
+        sink.emit({
           event: "info",
           message: `${path} is already complete and verified; nothing to fetch`,
         });
@@ -235,21 +251,21 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
         result = await session.run();
       }
       await registration?.completed();
-      ctx.sink.emit({
+      sink.emit({
         event: "complete",
         ...result,
         bytesDownloaded: session.meter.total,
         bytesUploaded: server?.bytesUploaded ?? 0,
       });
       if (server && (keepSeeding || seedForMs !== undefined)) {
-        ctx.sink.emit({
+        sink.emit({
           event: "info",
           message: keepSeeding
             ? "seeding on until Ctrl-C"
             : `seeding on for ${Math.round((seedForMs ?? 0) / 1000)}s`,
         });
         await seedOn(ctx.signal, keepSeeding ? undefined : seedForMs);
-        ctx.sink.emit({
+        sink.emit({
           event: "info",
           message: `stopped seeding; uploaded ${server.bytesUploaded} bytes in all`,
         });
@@ -267,6 +283,9 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
       serving.abort();
       await serveTask;
       await storage.close();
+      // Last: the page gets the final state and "bye" before the program exits.
+      webStop.abort();
+      await monitor?.finished;
     }
   },
 };

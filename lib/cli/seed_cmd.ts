@@ -22,6 +22,8 @@ import {
 } from "./args.ts";
 import type { Command } from "./context.ts";
 import { listenTcp } from "./listen.ts";
+import { PieceState, type ShareSnapshot, TeeSink } from "../snapshot.ts";
+import { startWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import { UsageError } from "../errors.ts";
 import { register } from "./announce.ts";
@@ -50,6 +52,7 @@ Options:
   --max-upload-rate R  upload limit in bytes/s for all peers together, e.g. 500K, 10M
   --tracker HOST:PORT  announce to this tracker (repeatable; a full http://HOST:PORT/announce
                        URL works too); default: the trackers listed in M
+${WEB_USAGE}
   --json               print one JSON event per line
   -h, --help           show this help
 
@@ -66,8 +69,10 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       "max-connections": { type: "string" },
       "upload-slots": { type: "string" },
       "max-upload-rate": { type: "string" },
+      ...WEB_OPTIONS,
     }, "seed");
     expectPositionals(args, 0, "seed");
+    const web = webSettings(args, "seed");
     const metaPath = requireString(args, "meta", "seed");
     const meta = await readMetadataFile(metaPath);
     const host = optString(args, "host") ?? "0.0.0.0";
@@ -86,16 +91,20 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
     const trackers = trackerFlags.length > 0 ? trackerFlags : meta.trackers;
     trackers.forEach((t) => normalizeTrackerUrl(t)); // a bad address is a usage error, before any work
 
+    // Every event goes to the terminal, and to the web page once it is up.
+    const sink = new TeeSink(ctx.sink);
+    const webStop = new AbortController();
+    let monitor: WebMonitor | undefined;
     // Bind first: a port in use is reported before a long ingest, not after.
     using listener = listenTcp(host, port);
-    const storage = await ShareStorage.open(meta, workdir, { sink: ctx.sink, signal: ctx.signal });
+    const storage = await ShareStorage.open(meta, workdir, { sink, signal: ctx.signal });
     try {
       const total = storage.layout.pieceCount;
       if (source !== undefined) {
         const report = await ingestSource(storage, source, ctx.signal);
-        ctx.sink.emit({ event: "ingested", pieces: report.verified, piecesTotal: total, source });
+        sink.emit({ event: "ingested", pieces: report.verified, piecesTotal: total, source });
         if (report.badPieces.length > 0) {
-          ctx.sink.emit({
+          sink.emit({
             event: "warning",
             message:
               `${report.badPieces.length} pieces of ${source} failed verification and will not be served: ${
@@ -104,7 +113,7 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
           });
         }
       } else {
-        ctx.sink.emit({
+        sink.emit({
           event: "ingested",
           pieces: storage.have.count,
           piecesTotal: total,
@@ -118,8 +127,8 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       }
       const addr = listener.addr as Deno.NetAddr;
       const shown = reachableAddress(addr.hostname);
-      ctx.sink.emit({ event: "listening", host: addr.hostname, port: addr.port, service: "peer" });
-      ctx.sink.emit({
+      sink.emit({ event: "listening", host: addr.hostname, port: addr.port, service: "peer" });
+      sink.emit({
         event: "serving",
         name: meta.info.name,
         pieces: total,
@@ -132,14 +141,47 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       const peerId = newPeerId();
       const server = new PeerServer(storage, {
         peerId,
-        sink: ctx.sink,
+        sink,
         maxConnections,
         uploadSlots,
         uploadLimiter: uploadRate ? new RateLimiter(uploadRate, performance.now()) : undefined,
       });
+      const states = new Uint8Array(total);
+      const snapshot = (): ShareSnapshot => {
+        for (let i = 0; i < total; i++) {
+          states[i] = storage.have.has(i) ? PieceState.VERIFIED : PieceState.MISSING;
+        }
+        return {
+          role: "seed",
+          name: meta.info.name,
+          infoHash: meta.infoHash,
+          bytesTotal: meta.info.length,
+          pieceLength: meta.info.pieceLength,
+          piecesTotal: total,
+          piecesDone: storage.have.count,
+          bytesDone: storage.bytesHave,
+          pieceStates: states,
+          downloadRateBytesPerSec: 0,
+          uploadRateBytesPerSec: Math.round(server.uploadRate()),
+          bytesDownloaded: 0,
+          bytesUploaded: server.bytesUploaded,
+          etaSeconds: null,
+          peers: server.peerSnapshots(),
+          complete: storage.have.complete,
+        };
+      };
+      if (web) {
+        monitor = await startWebMonitor({
+          ...web,
+          source: { snapshot },
+          signal: AbortSignal.any([ctx.signal, webStop.signal]),
+          sink: ctx.sink,
+        });
+        sink.sinks.push(monitor.events);
+      }
       const progress = setInterval(() => {
         if (server.stats().peers === 0 && server.uploadRate() === 0) return;
-        ctx.sink.emit({
+        sink.emit({
           event: "progress",
           piecesDone: storage.have.count,
           piecesTotal: total,
@@ -155,7 +197,7 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       }, SEED_PROGRESS_INTERVAL_MS);
       const registration = register({
         urls: trackers,
-        sink: ctx.sink,
+        sink,
         signal: ctx.signal,
         storage,
         peerId,
@@ -168,13 +210,15 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
         clearInterval(progress);
         await registration.stop(); // goodbye to the tracker on Ctrl-C / SIGTERM
       }
-      ctx.sink.emit({ event: "info", message: `stopped; uploaded ${server.bytesUploaded} bytes` });
+      sink.emit({ event: "info", message: `stopped; uploaded ${server.bytesUploaded} bytes` });
       return 0;
     } catch (err) {
       if (ctx.signal.aborted) return 0;
       throw new Error(errorMessage(err), { cause: err });
     } finally {
       await storage.close();
+      webStop.abort();
+      await monitor?.finished;
     }
   },
 };

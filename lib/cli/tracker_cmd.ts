@@ -17,12 +17,13 @@ import {
   parseCommandArgs,
 } from "./args.ts";
 import type { Command, CommandContext } from "./context.ts";
+import { startWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
 
 /** Longest re-announce interval accepted, in seconds (one day). */
 export const MAX_INTERVAL_SEC = 86_400;
 
 const USAGE =
-  `tracker [--port P] [--host ADDR] [--interval SECONDS] [--allow-ip-from ADDR]... [--json]
+  `tracker [--port P] [--host ADDR] [--interval SECONDS] [--allow-ip-from ADDR]... [--web [HOST:]PORT] [--json]
 
 Runs an HTTP tracker through which seeders and downloaders find each other.
 Peers announce to http://HOST:PORT/announce; people can open http://HOST:PORT/ to see
@@ -36,6 +37,7 @@ Options:
   --allow-ip-from ADDR  trust the "ip" parameter in announces coming from ADDR (repeatable),
                         for peers behind the same host or NAT as ADDR; from any other address
                         the tracker hands out the address the request came from
+${WEB_USAGE}
   --json                print events as JSON lines (a "listening" event once serving)
   -h, --help            show this help
 
@@ -62,6 +64,7 @@ async function runTracker(argv: string[], ctx: CommandContext): Promise<number> 
     host: { type: "string" },
     interval: { type: "string" },
     "allow-ip-from": { type: "string", multiple: true },
+    ...WEB_OPTIONS,
   }, "tracker");
   expectPositionals(args, 0, "tracker");
   const port = optPort(args, "port", DEFAULT_TRACKER_PORT);
@@ -79,18 +82,22 @@ async function runTracker(argv: string[], ctx: CommandContext): Promise<number> 
     }
     return ip;
   });
+  const web = webSettings(args, "tracker");
 
   // Grace of about two intervals, plus slack for a peer whose announce is a little late.
   const peerTtlMs = 2 * intervalSec * 1000 + Math.min(30_000, intervalSec * 500);
   const table = new SwarmTable({ peerTtlMs });
   const handler = createTrackerHandler(table, { intervalSec, allowIpFrom });
 
+  // Aborted by Ctrl-C, or by a web monitor that cannot start.
+  const stopping = new AbortController();
+  const signal = AbortSignal.any([ctx.signal, stopping.signal]);
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = Deno.serve({
       hostname: host,
       port,
-      signal: ctx.signal,
+      signal,
       onListen: (addr) => {
         const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
         const wildcard = addr.hostname === "0.0.0.0" || addr.hostname === "::";
@@ -115,10 +122,26 @@ async function runTracker(argv: string[], ctx: CommandContext): Promise<number> 
     });
   }
 
+  let monitor: WebMonitor | undefined;
+  if (web !== undefined) {
+    try {
+      monitor = await startWebMonitor({
+        ...web,
+        source: { snapshot: () => ({ role: "tracker", swarms: table.stats().swarms }) },
+        signal,
+        sink: ctx.sink,
+      });
+    } catch (err) {
+      stopping.abort(err);
+      await server.finished;
+      throw err;
+    }
+  }
+
   const sweepMs = Math.min(60_000, Math.max(1000, intervalSec * 500));
   const sweeper = setInterval(() => table.expire(performance.now()), sweepMs);
   try {
-    await server.finished;
+    await Promise.all([server.finished, monitor?.finished]);
   } finally {
     clearInterval(sweeper);
   }

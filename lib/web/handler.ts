@@ -115,7 +115,7 @@ export function createWebHandler(hub: MonitorHub, options: WebHandlerOptions = {
           // The page's own requests (script, style, event stream) then carry it by themselves.
           setCookie = `${tokenCookieName(url.port)}=${token}; Path=/; HttpOnly; SameSite=Strict`;
         }
-      } else if (!isLoopbackHostHeader(req.headers.get("host"))) {
+      } else if (!isLoopbackHostHeader(req.headers.get("host") ?? url.host)) {
         return text(403, "403 Forbidden: this monitor answers only to 127.0.0.1 or localhost");
       }
 

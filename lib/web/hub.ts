@@ -73,7 +73,7 @@ export class MonitorHub implements EventSink {
   #now: () => number;
   #wallClock: () => number;
   #startMs: number;
-  #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  #pages = new Set<PageStream>();
   #events: StampedEvent[] = [];
   #history: RateSample[] = [];
   #summary: StampedEvent | null = null;
@@ -89,7 +89,7 @@ export class MonitorHub implements EventSink {
 
   /** Pages connected right now. */
   get clientCount(): number {
-    return this.#clients.size;
+    return this.#pages.size;
   }
 
   /** True once {@linkcode close} ran. */
@@ -119,7 +119,7 @@ export class MonitorHub implements EventSink {
     if (this.#closed) return;
     const previous = this.#last;
     const captured = this.#capture();
-    if (captured === undefined || this.#clients.size === 0) return;
+    if (captured === undefined || this.#pages.size === 0) return;
     const t = this.#seconds();
     let pieceMap: string | null = null;
     if (captured.states !== undefined) {
@@ -138,28 +138,19 @@ export class MonitorHub implements EventSink {
    * update until the page goes away or the hub closes.
    */
   connect(): ReadableStream<Uint8Array> {
-    let self: ReadableStreamDefaultController<Uint8Array> | undefined;
-    return new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        self = controller;
-        if (this.#closed) {
-          controller.enqueue(encoder.encode(this.#byeFrame()));
-          controller.close();
-          return;
-        }
-        this.#clients.add(controller);
-        controller.enqueue(
-          encoder.encode(sseFrame({
-            event: "hello",
-            data: JSON.stringify(this.hello()),
-            retryMs: RECONNECT_MS,
-          })),
-        );
-      },
-      cancel: () => {
-        if (self) this.#clients.delete(self);
-      },
-    }, new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 }));
+    const page = new PageStream(() => this.#pages.delete(page));
+    if (this.#closed) {
+      page.push(encoder.encode(this.#byeFrame()));
+      page.end();
+      return page.stream;
+    }
+    this.#pages.add(page);
+    page.push(encoder.encode(sseFrame({
+      event: "hello",
+      data: JSON.stringify(this.hello()),
+      retryMs: RECONNECT_MS,
+    })));
+    return page.stream;
   }
 
   /**
@@ -170,7 +161,7 @@ export class MonitorHub implements EventSink {
     // Reuse the last tick's snapshot: the deltas that follow are relative to it.
     const last = this.#last ?? this.#capture();
     let view: MonitorView | null = last?.view ?? null;
-    if (view !== null && last?.states !== undefined) {
+    if (view !== null && view.role !== "tracker" && last?.states !== undefined) {
       last.fullMap ??= encodePieceMap(last.states) ?? "r:";
       view = { ...view, pieceMap: last.fullMap };
     }
@@ -191,21 +182,28 @@ export class MonitorHub implements EventSink {
     return { ...shareView(snapshot), pieceMap: encodePieceMap(snapshot.pieceStates) ?? "r:" };
   }
 
-  /** Sends a last snapshot and `bye`, ends every stream, and refuses new ones. */
-  close(): void {
-    if (this.#closed) return;
-    this.tick();
-    this.#closed = true;
-    const bye = encoder.encode(this.#byeFrame());
-    for (const controller of this.#clients) {
-      try {
-        controller.enqueue(bye);
-        controller.close();
-      } catch {
-        // Already gone.
+  /**
+   * Sends a last snapshot and `bye`, ends every stream, and refuses new ones.
+   *
+   * @returns settles once every page has read its stream to the end (or gone away): only
+   *   then may the server stop, or it would cut the last messages
+   */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.tick();
+      this.#closed = true;
+      const bye = encoder.encode(this.#byeFrame());
+      for (const page of this.#pages) {
+        page.push(bye);
+        page.end();
       }
     }
-    this.#clients.clear();
+    return Promise.all([...this.#pages].map((page) => page.finished)).then(() => {});
+  }
+
+  /** Ends at once the streams of pages that did not read their last messages after close. */
+  dropAll(): void {
+    for (const page of this.#pages) page.drop("web monitor stopped");
   }
 
   #byeFrame(): string {
@@ -247,19 +245,98 @@ export class MonitorHub implements EventSink {
   }
 
   #broadcast(frame: string): void {
-    if (this.#clients.size === 0) return;
+    if (this.#pages.size === 0) return;
     const bytes = encoder.encode(frame);
-    for (const controller of [...this.#clients]) {
-      try {
-        controller.enqueue(bytes);
-        // A page that stopped reading is dropped, not buffered for without bound.
-        if ((controller.desiredSize ?? 0) < -MAX_QUEUED_BYTES) {
-          this.#clients.delete(controller);
-          controller.error(new Error("web monitor page too slow"));
+    for (const page of this.#pages) page.push(bytes);
+  }
+}
+
+/**
+ * One page's event stream: a queue that the hub fills and the response body drains. The body
+ * pulls one message at a time, so the queue shows how far behind the page is, and the end of
+ * the stream shows that the page has been handed everything.
+ */
+class PageStream {
+  readonly stream: ReadableStream<Uint8Array>;
+  /** Settles when the stream was read to its end, cancelled by the page, or dropped. */
+  readonly finished: Promise<void>;
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #ending = false;
+  #done = false;
+  #wake: (() => void) | undefined;
+  #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  #settle: () => void = () => {};
+  #onGone: () => void;
+
+  constructor(onGone: () => void) {
+    this.#onGone = onGone;
+    this.finished = new Promise<void>((resolve) => (this.#settle = resolve));
+    this.stream = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      pull: async (controller) => {
+        while (this.#queue.length === 0 && !this.#ending) {
+          await new Promise<void>((resolve) => (this.#wake = resolve));
         }
-      } catch {
-        this.#clients.delete(controller);
-      }
+        if (this.#done) return;
+        const chunk = this.#queue.shift();
+        if (chunk !== undefined) {
+          this.#queuedBytes -= chunk.length;
+          controller.enqueue(chunk);
+          return;
+        }
+        controller.close();
+        this.#finish();
+      },
+      cancel: () => this.#finish(),
+    }, { highWaterMark: 0 });
+  }
+
+  /** Queues a message; a page too far behind is dropped (its browser reconnects and resyncs). */
+  push(bytes: Uint8Array): void {
+    if (this.#ending || this.#done) return;
+    this.#queue.push(bytes);
+    this.#queuedBytes += bytes.length;
+    if (this.#queuedBytes > MAX_QUEUED_BYTES) {
+      this.drop("web monitor page too slow: dropped");
+      return;
     }
+    this.#wakeUp();
+  }
+
+  /** Ends the stream now with an error, whatever is still queued. */
+  drop(reason: string): void {
+    if (this.#done) return;
+    try {
+      this.#controller?.error(new Error(reason));
+    } catch {
+      // Already closed.
+    }
+    this.#finish();
+  }
+
+  /** Ends the stream once the page has read what is queued. */
+  end(): void {
+    this.#ending = true;
+    this.#wakeUp();
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#ending = true;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#wakeUp();
+    this.#onGone();
+    this.#settle();
   }
 }

@@ -58,7 +58,7 @@ export const PAGE_HTML = `<!doctype html>
             <div class="muted small" id="total-up"></div></div>
         </div>
         <canvas id="rate-chart" class="chart" aria-label="download and upload rates over the last minutes"></canvas>
-        <div class="muted small axis"><span>5 min ago</span><span id="chart-max"></span><span>now</span></div>
+        <div class="muted small axis"><span id="chart-from">1 min ago</span><span id="chart-max"></span><span>now</span></div>
       </div>
       <div class="card">
         <h2>Pieces</h2>
@@ -152,7 +152,7 @@ code { font: .85em ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; w
 .pct { font-size: 2.4rem; font-weight: 650; font-variant-numeric: tabular-nums; }
 .bar { height: .7rem; background: var(--missing); border-radius: 999px; overflow: hidden;
   margin-top: .6rem; }
-.bar-fill { height: 100%; width: 0; background: var(--verified); transition: width .4s ease; }
+.bar-fill { height: 100%; width: 0; background: var(--verified); }
 .summary { border-color: #9fd8b4; background: #f1fbf5; }
 .summary h2 { color: #1f7a45; font-size: 1.1rem; }
 .summary p { margin: 0; }

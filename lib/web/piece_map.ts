@@ -29,7 +29,7 @@ const MAX_STATE = 2;
  * @returns the shortest form, or `null` when nothing changed since `previous`
  * @example
  * ```ts
- * encodePieceMap(new Uint8Array([2, 2, 2, 0])); // "r:23,01"
+ * encodePieceMap(new Uint8Array(1000).fill(2, 0, 600)); // "r:2go,0b4"
  * ```
  */
 export function encodePieceMap(states: Uint8Array, previous?: Uint8Array): string | null {
@@ -116,19 +116,26 @@ function encodePacked(states: Uint8Array): string {
 
 /**
  * Decodes a piece map. A full form (`r:`, `p:`) gives new states; a delta (`d:`) is applied to
- * `states` in place. Self-contained: the page embeds this function's source.
+ * `options.base` in place. Self-contained: the page embeds this function's source.
  *
- * @param states the current states, for a delta (and reused when its length is `count`)
  * @param text the encoded map
  * @param count the number of pieces in the share
+ * @param options `base`: the current states, which a delta needs (and which a full map
+ *   overwrites when its length is `count`)
  * @returns the states after applying `text`
  * @throws {RangeError} when `text` is malformed or does not describe `count` pieces
+ * @example
+ * ```ts
+ * let states = applyPieceMap("r:2go,0b4", 1000); // the first map of a stream
+ * states = applyPieceMap("d:2go", 1000, { base: states }); // then what changed
+ * ```
  */
 export function applyPieceMap(
-  states: Uint8Array | undefined,
   text: string,
   count: number,
+  options: { base?: Uint8Array } = {},
 ): Uint8Array {
+  const states = options.base;
   const fail = (why: string): never => {
     throw new RangeError(`bad piece map (${why})`);
   };
