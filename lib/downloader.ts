@@ -199,7 +199,7 @@ export class DownloadSession {
     this.storage = storage;
     this.options = options;
     this.peerId = options.peerId ?? newPeerId();
-    this.picker = new PiecePicker(storage.have);
+    this.picker = new PiecePicker(storage.have, { wanted: storage.wanted.indexes() });
     this.infoHash = fromHex(storage.meta.infoHash);
     this.signal = AbortSignal.any([options.signal, this.controller.signal]);
     this.#maxPeers = options.maxPeers ?? options.connections;
@@ -287,14 +287,14 @@ export class DownloadSession {
         await this.storage.flush();
       }
       if (this.options.signal.aborted) throw this.options.signal.reason ?? new Error("aborted");
-      if (!this.storage.have.complete) {
+      if (!this.storage.wantedComplete) {
         throw this.#failure ?? new Error(this.incompleteMessage("download stopped"));
       }
     }
     const path = await this.storage.finalize();
     return {
       path,
-      bytes: this.storage.meta.info.length,
+      bytes: this.storage.bytesSelected,
       piecesFetched: this.piecesFetched,
       bytesFetched: this.bytesFetched,
       piecesTotal: total,
@@ -309,13 +309,14 @@ export class DownloadSession {
 
   emitProgress(): void {
     const rate = this.meter.rate(performance.now());
-    const bytesTotal = this.storage.meta.info.length;
-    const bytesDone = this.storage.bytesHave;
+    // With --only, progress counts the chosen files' pieces, not the whole share.
+    const bytesTotal = this.storage.bytesWanted;
+    const bytesDone = this.storage.bytesHaveWanted;
     const uploads = this.options.uploads;
     this.options.sink.emit({
       event: "progress",
-      piecesDone: this.storage.have.count,
-      piecesTotal: this.storage.layout.pieceCount,
+      piecesDone: this.storage.piecesHaveWanted,
+      piecesTotal: this.storage.wanted.count,
       bytesDone,
       bytesTotal,
       rateBytesPerSec: Math.round(rate),

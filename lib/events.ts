@@ -17,6 +17,10 @@ export type P2PEvent =
     bytes: number;
     pieces: number;
     pieceLength: number;
+    /** True for a folder. */
+    directory?: boolean;
+    /** Files in the share (empty ones included, empty folders not); 1 for a single file. */
+    files?: number;
   }
   | {
     event: "share";
@@ -30,6 +34,13 @@ export type P2PEvent =
     comment: string | null;
     createdBy: string | null;
     creationDate: string | null;
+    /** True for a folder. */
+    directory?: boolean;
+    /**
+     * Every file and empty folder, in the share's order: `path` under the share's folder (for a
+     * single file, its name), `bytes`, `dir` true for an empty folder.
+     */
+    files?: { path: string; bytes: number; dir: boolean }[];
   }
   | {
     event: "listening";
@@ -41,6 +52,15 @@ export type P2PEvent =
   | { event: "ingested"; pieces: number; piecesTotal: number; source: string }
   | { event: "serving"; name: string; pieces: number; host: string; port: number; hint: string }
   | { event: "rechecking"; path: string; reason: string }
+  | {
+    /** A file of a directory share is complete and in its final place. */
+    event: "file_complete";
+    /** Where it is now, e.g. `downloads/holiday/photos/a.jpg`. */
+    path: string;
+    /** Its path inside the share, e.g. `photos/a.jpg`. */
+    file: string;
+    bytes: number;
+  }
   | {
     event: "started";
     name: string;
@@ -87,6 +107,11 @@ export type P2PEvent =
     piecesGood: number;
     piecesTotal: number;
     badPieces: number[];
+    /**
+     * Folder shares only: files that are missing, of the wrong size, or touched by a bad piece,
+     * and empty folders that are missing (paths inside the share).
+     */
+    badFiles?: string[];
   }
   | { event: "warning"; message: string }
   | { event: "info"; message: string }

@@ -185,6 +185,18 @@ export class HandlePool {
     options: { write?: boolean } = {},
   ): Promise<T> {
     let entry = this.#entries.get(path);
+    if (!entry) {
+      // Make room first: close idle files, and wait for closes under way, so that no more than
+      // maxOpen files are open at once (unless every one of them is in use right now).
+      for (;;) {
+        this.#trim(1);
+        const full = this.#entries.size + this.#closing.size >= this.maxOpen;
+        if (!full || this.#closing.size === 0) break;
+        await Promise.race(this.#closing);
+        if (this.#entries.has(path)) break; // another caller opened it meanwhile
+      }
+      entry = this.#entries.get(path);
+    }
     if (entry) {
       this.#entries.delete(path); // re-insert: most recently used last
     } else {
@@ -242,11 +254,11 @@ export class HandlePool {
     await Promise.all([...entries.map((e) => this.#close(e, false)), ...this.#closing]);
   }
 
-  /** Closes idle files beyond the limit, least recently used first. */
-  #trim(): void {
-    if (this.#entries.size <= this.maxOpen) return;
+  /** Closes idle files beyond the limit (with room for `extra` more), least recently used first. */
+  #trim(extra = 0): void {
+    if (this.#entries.size + extra <= this.maxOpen) return;
     for (const [path, entry] of this.#entries) {
-      if (this.#entries.size <= this.maxOpen) break;
+      if (this.#entries.size + extra <= this.maxOpen) break;
       if (entry.users > 0) continue;
       this.#entries.delete(path);
       const closing: Promise<void> = this.#close(entry, false)

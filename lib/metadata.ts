@@ -183,9 +183,21 @@ export function encodeMetadata(meta: Metadata): string {
   if (meta.comment !== undefined) out.comment = meta.comment;
   if (meta.createdBy !== undefined) out.createdBy = meta.createdBy;
   if (meta.creationDate !== undefined) out.creationDate = meta.creationDate;
-  out.info = meta.info; // JSON.stringify puts each piece hash on its own line
-  return `${JSON.stringify(out, null, 2)}\n`;
+  const { name, length, pieceLength, files, pieces } = meta.info;
+  // JSON.stringify puts each piece hash on its own line; each file entry gets one line too.
+  out.info = files === undefined
+    ? { name, length, pieceLength, pieces }
+    : { name, length, pieceLength, files: FILES_MARKER, pieces };
+  const text = JSON.stringify(out, null, 2);
+  if (files === undefined) return `${text}\n`;
+  const list = files.length === 0
+    ? "[]"
+    : `[\n${files.map((f) => `      ${JSON.stringify(f)}`).join(",\n")}\n    ]`;
+  return `${text.replace(JSON.stringify(FILES_MARKER), () => list)}\n`;
 }
+
+/** Stands in for the file list while the rest of the metadata is laid out. */
+const FILES_MARKER = "\u0000files\u0000";
 
 /**
  * Parses and validates the text of a `.p2pmeta` file, recomputing the info hash.

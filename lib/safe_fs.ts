@@ -2,9 +2,12 @@
  * @module safe_fs
  * File operations under a work folder that never follow a symbolic link found inside it: every
  * name on the way from the work folder down to a file is checked with `lstat` before anything is
- * created or opened, a link anywhere is refused, and files are opened with `O_NOFOLLOW` so even
- * a link planted after the check is not followed. The work folder itself is the user's choice
- * and is taken as given. Does I/O.
+ * created or opened, and a link anywhere is refused. A new file is created exclusively
+ * (`O_EXCL`: it fails on a link planted since the check), and an opened file is checked to be
+ * the very file `lstat` sees at its path (same device and inode) before it is used, so a link
+ * swapped in between is caught too. (`O_NOFOLLOW` is passed as well, but Deno resolves links
+ * itself when it checks permissions, so it cannot be relied on.) The work folder itself is the
+ * user's choice and is taken as given. Does I/O.
  */
 
 import { constants as fsConstants } from "node:fs";
@@ -18,8 +21,6 @@ const O_NOFOLLOW: number = fsConstants.O_NOFOLLOW ?? 0;
 export class WorkTree {
   /** The work folder. */
   readonly base: string;
-  /** Relative folders (joined by NUL) already checked to be real folders. */
-  #folders = new Set<string>();
 
   constructor(base: string) {
     this.base = base;
@@ -60,8 +61,17 @@ export class WorkTree {
    */
   async openReadWrite(rel: readonly string[]): Promise<FileHandle> {
     await this.#checkFolders(rel, true);
-    const flags = fsConstants.O_RDWR | fsConstants.O_CREAT | O_NOFOLLOW;
-    return await this.#openRegular(rel, flags);
+    const path = this.path(rel);
+    if (!(await lstatOrUndefined(path))) {
+      const flags = fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_EXCL | O_NOFOLLOW;
+      try {
+        return await this.#checked(rel, await openFile(path, flags, 0o666));
+      } catch (err) {
+        if ((err as { code?: string }).code !== "EEXIST") throw err;
+        // Something appeared meanwhile: checked below like anything already there.
+      }
+    }
+    return await this.#openExisting(rel, fsConstants.O_RDWR | O_NOFOLLOW);
   }
 
   /** Opens the regular file at `rel` for reading; a link or anything else there is refused. */
@@ -69,20 +79,22 @@ export class WorkTree {
     if (!(await this.#checkFolders(rel, false))) {
       throw new Deno.errors.NotFound(`${this.path(rel)}: no such file`);
     }
-    return await this.#openRegular(rel, fsConstants.O_RDONLY | O_NOFOLLOW);
+    return await this.#openExisting(rel, fsConstants.O_RDONLY | O_NOFOLLOW);
   }
 
   /**
    * Creates an empty file at `rel` (and its folders). An empty regular file already there is
    * fine; anything else there is refused.
+   *
+   * @returns true when the file was created, false when it was already there
    */
-  async createEmptyFile(rel: readonly string[]): Promise<void> {
+  async createEmptyFile(rel: readonly string[]): Promise<boolean> {
     await this.#checkFolders(rel, true);
     const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_NOFOLLOW;
     try {
       const handle = await openFile(this.path(rel), flags, 0o666);
       await handle.close();
-      return;
+      return true;
     } catch (err) {
       // node:fs reports errors with Node's codes, not Deno's error classes.
       if ((err as { code?: string }).code !== "EEXIST") throw err;
@@ -92,6 +104,7 @@ export class WorkTree {
     if (!info?.isFile || info.size !== 0) {
       throw refusal(this.path(rel), "something else is already there; move it away");
     }
+    return false;
   }
 
   /**
@@ -112,24 +125,45 @@ export class WorkTree {
     await Deno.rename(this.path(from), this.path(to));
   }
 
-  /** Opens `rel` with `flags`, then checks it is a regular file (not a device or a FIFO). */
-  async #openRegular(rel: readonly string[], flags: number): Promise<FileHandle> {
+  /** Opens the existing regular file at `rel` with `flags`, refusing a link there. */
+  async #openExisting(rel: readonly string[], flags: number): Promise<FileHandle> {
     const path = this.path(rel);
+    const info = await lstatOrUndefined(path);
+    if (!info) throw new Deno.errors.NotFound(`${path}: no such file`);
+    if (info.isSymlink) throw refusal(path, "it is a symbolic link");
+    if (!info.isFile) throw refusal(path, "it is not a regular file");
     let handle: FileHandle;
     try {
-      handle = await openFile(path, flags, 0o666);
+      handle = await openFile(path, flags);
     } catch (err) {
-      // O_NOFOLLOW on a link fails with ELOOP; say what it means.
-      const info = await lstatOrUndefined(path).catch(() => undefined);
-      if (info?.isSymlink) throw refusal(path, "it is a symbolic link");
+      // O_NOFOLLOW on a link fails with ELOOP (where Deno lets it through); say what it means.
+      if ((await lstatOrUndefined(path).catch(() => undefined))?.isSymlink) {
+        throw refusal(path, "it is a symbolic link");
+      }
       throw err;
     }
-    const info = await handle.stat();
-    if (!info.isFile()) {
+    return await this.#checked(rel, handle);
+  }
+
+  /**
+   * Makes sure `handle` is the regular file that sits at `rel` right now (not reached through a
+   * link swapped in since the checks); closes it and refuses otherwise.
+   */
+  async #checked(rel: readonly string[], handle: FileHandle): Promise<FileHandle> {
+    const path = this.path(rel);
+    try {
+      const opened = await handle.stat();
+      const there = await lstatOrUndefined(path);
+      if (there?.isSymlink) throw refusal(path, "it is a symbolic link");
+      if (!opened.isFile() || !there?.isFile) throw refusal(path, "it is not a regular file");
+      const sameFile = there.ino === null || there.dev === null ||
+        (BigInt(there.ino) === BigInt(opened.ino) && BigInt(there.dev) === BigInt(opened.dev));
+      if (!sameFile) throw refusal(path, "it was replaced while being opened");
+      return handle;
+    } catch (err) {
       await handle.close();
-      throw refusal(path, "it is not a regular file");
+      throw err;
     }
-    return handle;
   }
 
   /**
@@ -146,10 +180,11 @@ export class WorkTree {
     return true;
   }
 
-  /** Checks (or creates) one folder; returns false when it is missing and not created. */
+  /**
+   * Checks (or creates) one folder; returns false when it is missing and not created. Never
+   * cached: a folder checked once may have been swapped for a link since.
+   */
   async #checkFolder(rel: readonly string[], create: boolean): Promise<boolean> {
-    const key = rel.join("\0");
-    if (this.#folders.has(key)) return true;
     const path = this.path(rel);
     let info = await lstatOrUndefined(path);
     if (!info) {
@@ -163,7 +198,6 @@ export class WorkTree {
     }
     if (info?.isSymlink) throw refusal(path, "it is a symbolic link");
     if (!info?.isDirectory) throw refusal(path, "it is not a folder");
-    this.#folders.add(key);
     return true;
   }
 }

@@ -14,6 +14,9 @@ const CORE_FILES = [
   "picker.ts",
   "rate.ts",
   "swarm_table.ts",
+  "glob.ts",
+  "choker.ts",
+  "share_auth.ts",
 ];
 
 const LIB = new URL("../lib/", import.meta.url);

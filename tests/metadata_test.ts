@@ -10,6 +10,7 @@ import {
   encodeMetadata,
   FORMAT_VERSION,
   type Info,
+  isDirectoryShare,
   MAX_COMMENT_CHARS,
   MAX_PIECE_LENGTH,
   MAX_TRACKERS,
@@ -17,8 +18,12 @@ import {
   MIN_PIECE_LENGTH,
   parseMetadata,
   pieceCountFor,
+  shareEntries,
+  sortEntries,
   validateInfo,
 } from "../lib/metadata.ts";
+import { sha256 } from "../lib/hash.ts";
+import { toHex } from "../lib/units.ts";
 
 const HASH_A = "a".repeat(64);
 const HASH_B = "b".repeat(64);
@@ -309,7 +314,11 @@ Deno.test("parseMetadata() rejects malformed or unsafe files with a MetadataErro
     ["info missing", metaText((r) => delete r.info), /missing "info" object/],
     ["info array", metaText((r) => (r.info = [])), /missing "info" object/],
     ["info null", metaText((r) => (r.info = null)), /missing "info" object/],
-    ["files key", metaText((r) => (infoOf(r).files = [])), /directory shares are not supported/],
+    [
+      "files not an array",
+      metaText((r) => (infoOf(r).files = {})),
+      /"info.files" must be an array/,
+    ],
     ["name missing", metaText((r) => delete infoOf(r).name), /"info.name" must be a string/],
     ["name number", metaText((r) => (infoOf(r).name = 5)), /"info.name" must be a string/],
     [
@@ -520,3 +529,246 @@ Deno.test("validateInfo() accepts a consistent info section and rejects each inc
     assert.throws(() => validateInfo(info), MetadataError, JSON.stringify(info));
   }
 });
+
+// ---------------------------------------------------------------------------------------------
+// Directory shares
+
+/** A folder share: 3000 bytes over five files and an empty folder, pieces of 1024. */
+function dirInfo(): Info {
+  return {
+    name: "holiday",
+    length: 3000,
+    pieceLength: 1024,
+    pieces: [HASH_A, HASH_B, HASH_C],
+    files: [
+      { path: ["a.txt"], length: 1000 },
+      { path: ["empty"], length: 0, dir: true },
+      { path: ["photos", "b.jpg"], length: 1500 },
+      { path: ["photos", "empty.txt"], length: 0 },
+      { path: ["photos", "été", "c.txt"], length: 500 },
+    ],
+  };
+}
+
+/** Pinned with `printf '%s' '<canonical>' | sha256sum`: a change breaks every folder share. */
+const DIR_CANONICAL = `{"files":[{"length":1000,"path":["a.txt"]},{"dir":true,"length":0,"path":` +
+  `["empty"]},{"length":1500,"path":["photos","b.jpg"]},{"length":0,"path":["photos",` +
+  `"empty.txt"]},{"length":500,"path":["photos","été","c.txt"]}],"length":3000,` +
+  `"name":"holiday","pieceLength":1024,"pieces":["${HASH_A}","${HASH_B}","${HASH_C}"]}`;
+const DIR_INFO_HASH = "57345bfacaf2aec64cb870ceaf5e7eb52d9929d83c56674458ca2f806ed38bfe";
+
+/** The text of a folder share's metadata with `edit` applied to its info (hash recomputed). */
+async function dirMetaText(edit: (info: Record<string, unknown>) => void): Promise<string> {
+  const info = structuredClone(dirInfo()) as unknown as Record<string, unknown>;
+  edit(info);
+  // A correct info hash for the edited info: the refusal must come from the content itself.
+  const infoHash = toHex(await sha256(new TextEncoder().encode(canonicalJson(info))));
+  return JSON.stringify({ version: 1, infoHash, info });
+}
+
+function filesOf(info: Record<string, unknown>): Record<string, unknown>[] {
+  return info.files as Record<string, unknown>[];
+}
+
+Deno.test("a folder share's canonical encoding and info hash are pinned", async () => {
+  assert.equal(canonicalJson(dirInfo()), DIR_CANONICAL);
+  assert.equal(
+    await computeInfoHash(dirInfo()),
+    toHex(await sha256(new TextEncoder().encode(DIR_CANONICAL))),
+  );
+  assert.equal(await computeInfoHash(dirInfo()), DIR_INFO_HASH);
+});
+
+Deno.test("a folder share survives build -> encode -> parse with the same info hash", async () => {
+  const built = await buildMetadata(dirInfo(), { trackers: ["t:7000"], comment: "c" });
+  const text = encodeMetadata(built);
+  const parsed = await parseMetadata(text);
+  assert.deepEqual(parsed.info, dirInfo());
+  assert.equal(parsed.infoHash, built.infoHash);
+  assert.equal(parsed.infoHash, DIR_INFO_HASH);
+  assert.deepEqual(parsed.trackers, ["t:7000"]);
+  assert.equal(encodeMetadata(parsed), text, "encode(parse(text)) gives the same text");
+  // One line per file entry, listed before the pieces.
+  assert.match(text, /\n {6}\{"path":\["photos","été","c\.txt"\],"length":500\}\n/);
+  assert.ok(text.indexOf('"files"') < text.indexOf('"pieces"'));
+  assert.equal(isDirectoryShare(parsed.info), true);
+  assert.deepEqual(shareEntries(parsed.info), dirInfo().files);
+});
+
+Deno.test("single-file metadata has no files key and keeps its pinned info hash", async () => {
+  const meta = await buildMetadata(demoInfo());
+  assert.equal(meta.infoHash, DEMO_INFO_HASH);
+  assert.equal("files" in meta.info, false);
+  const text = encodeMetadata(meta);
+  assert.doesNotMatch(text, /files/);
+  assert.equal(isDirectoryShare(meta.info), false);
+  assert.deepEqual(shareEntries(meta.info), [{ path: ["demo.bin"], length: 3000 }]);
+  assert.equal((await parseMetadata(text)).infoHash, DEMO_INFO_HASH);
+});
+
+Deno.test("a folder share may be empty, or hold only empty files and folders", async () => {
+  for (
+    const files of [
+      [],
+      [{ path: ["e"], length: 0, dir: true as const }],
+      [{ path: ["a"], length: 0 }, { path: ["b", "c"], length: 0, dir: true as const }],
+    ]
+  ) {
+    const info: Info = { name: "x", length: 0, pieceLength: 1024, pieces: [], files };
+    const meta = await parseMetadata(JSON.stringify({ version: 1, info }));
+    assert.deepEqual(meta.info.files, files);
+  }
+});
+
+Deno.test("sortEntries() puts entries in the order the metadata requires", () => {
+  const entries = [
+    { path: ["photos", "été", "c.txt"], length: 500 },
+    { path: ["photos", "b.jpg"], length: 1500 },
+    { path: ["a.txt"], length: 1000 },
+    { path: ["photos", "empty.txt"], length: 0 },
+    { path: ["empty"], length: 0, dir: true as const },
+  ];
+  assert.deepEqual(sortEntries(entries), dirInfo().files);
+});
+
+/** Every way a folder share's file list can be wrong, with the one-line reason expected. */
+const BAD_FILE_LISTS: {
+  what: string;
+  edit: (info: Record<string, unknown>) => void;
+  reason: RegExp;
+}[] = [
+  {
+    what: "absolute path",
+    edit: (i) => (filesOf(i)[0].path = ["", "etc", "passwd"]),
+    reason: /unsafe path "\/etc\/passwd": absolute path/,
+  },
+  {
+    what: "path given as a string",
+    edit: (i) => (filesOf(i)[0].path = "/etc/passwd"),
+    reason: /"info\.files\[0\]\.path" must be an array of names, got "\/etc\/passwd"/,
+  },
+  {
+    what: "drive letter",
+    edit: (i) => (filesOf(i)[0].path = ["C:", "evil.txt"]),
+    reason: /unsafe path "C:\/evil\.txt": drive letter/,
+  },
+  {
+    what: "dot-dot",
+    edit: (i) => (filesOf(i)[0].path = ["..", "..", "a.txt"]),
+    reason: /unsafe path "\.\.\/\.\.\/a\.txt": "\.\." segment/,
+  },
+  {
+    what: "dot",
+    edit: (i) => (filesOf(i)[0].path = [".", "a.txt"]),
+    reason: /unsafe path "\.\/a\.txt": "\." segment/,
+  },
+  {
+    what: "empty segment",
+    edit: (i) => (filesOf(i)[0].path = ["a", "", "a.txt"]),
+    reason: /unsafe path "a\/\/a\.txt": empty segment/,
+  },
+  {
+    what: "backslash",
+    edit: (i) => (filesOf(i)[0].path = ["..\\a.txt"]),
+    reason: /unsafe path "\.\.\\\\a\.txt": backslash in name/,
+  },
+  {
+    what: "NUL",
+    edit: (i) => (filesOf(i)[0].path = ["a\u0000.txt"]),
+    reason: /unsafe path "a\\u0000\.txt": control character in name/,
+  },
+  {
+    what: "Windows reserved name",
+    edit: (i) => (filesOf(i)[0].path = ["AUX.txt"]),
+    reason: /unsafe path "AUX\.txt": name reserved on Windows/,
+  },
+  {
+    what: "overlong name",
+    edit: (i) => (filesOf(i)[0].path = ["a".repeat(256)]),
+    reason: /unsafe path "a{200}…": name longer than 255 bytes/,
+  },
+  {
+    what: "overlong path",
+    edit: (i) => (filesOf(i)[0].path = Array.from({ length: 17 }, () => "a".repeat(250))),
+    reason: /unsafe path "a+.*": path longer than 4096 bytes/,
+  },
+  {
+    what: "duplicate path",
+    edit: (i) => (filesOf(i)[3].path = ["photos", "b.jpg"]),
+    reason: /duplicate path "photos\/b\.jpg"/,
+  },
+  {
+    what: "paths differing only in case",
+    edit: (i) => (filesOf(i)[3].path = ["Photos", "B.JPG"]),
+    reason: /paths "photos\/b\.jpg" and "Photos\/B\.JPG" differ only in case/,
+  },
+  {
+    what: "paths differing only in Unicode form",
+    edit: (i) => (filesOf(i)[0].path = ["photos", "e\u0301te\u0301", "c.txt"]),
+    reason: /paths .* differ only in case or Unicode form/,
+  },
+  {
+    what: "a file used as a folder",
+    edit: (i) => (filesOf(i)[0].path = ["photos"]),
+    reason: /path "photos" is a file and also a folder \(of "photos\/b\.jpg"\)/,
+  },
+  {
+    what: "an empty folder that holds something",
+    edit: (i) => (filesOf(i)[1].path = ["photos"]),
+    reason: /empty folder "photos" holds "photos\/b\.jpg"/,
+  },
+  {
+    what: "an empty folder with bytes",
+    edit: (i) => (filesOf(i)[1].length = 5),
+    reason: /empty folder "empty" has length 5/,
+  },
+  {
+    what: "dir: false",
+    edit: (i) => (filesOf(i)[0].dir = false),
+    reason: /"info\.files\[0\]\.dir" of "a\.txt" must be true when present/,
+  },
+  {
+    what: "lengths not adding up",
+    edit: (i) => (filesOf(i)[0].length = 999),
+    reason: /file lengths add up to 2999, not info\.length 3000/,
+  },
+  {
+    what: "a piece count that does not match",
+    edit: (i) => {
+      i.length = 5000;
+      filesOf(i)[0].length = 3000;
+    },
+    reason: /piece count 3 does not match length 5000/,
+  },
+  {
+    what: "negative length",
+    edit: (i) => (filesOf(i)[0].length = -1),
+    reason: /invalid length -1 of "a\.txt"/,
+  },
+  {
+    what: "files out of order",
+    edit: (i) => filesOf(i).reverse(),
+    reason: /files not in canonical order: "photos\/été\/c\.txt" comes before "photos\/empty\.txt"/,
+  },
+  {
+    what: "unknown key in an entry",
+    edit: (i) => (filesOf(i)[2].mode = 0o755),
+    reason: /unknown field "info\.files\[2\]\.mode"/,
+  },
+  {
+    what: "entry not an object",
+    edit: (i) => ((i.files as unknown[])[0] = "a.txt"),
+    reason: /"info\.files\[0\]" must be an object/,
+  },
+];
+
+for (const { what, edit, reason } of BAD_FILE_LISTS) {
+  Deno.test(`parseMetadata() refuses a folder share with ${what}, in one line`, async () => {
+    const text = await dirMetaText(edit);
+    await assertRejects(text, reason, what);
+    await assert.rejects(parseMetadata(text), (err: unknown) => {
+      assert.doesNotMatch((err as Error).message, /\n/, "one line");
+      return true;
+    });
+  });
+}

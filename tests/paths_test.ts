@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { MAX_NAME_BYTES, unsafeSegmentReason } from "../lib/paths.ts";
+import {
+  compareNames,
+  comparePaths,
+  displayPath,
+  MAX_NAME_BYTES,
+  MAX_PATH_BYTES,
+  pathKey,
+  unsafePathReason,
+  unsafeSegmentReason,
+} from "../lib/paths.ts";
 
 /** [name, the reason `unsafeSegmentReason` must give] */
 const UNSAFE: [string, string][] = [
@@ -151,4 +160,115 @@ Deno.test("unsafeSegmentReason() measures the length limit in UTF-8 bytes", () =
     assert.equal(new TextEncoder().encode(name).length, 256);
     assert.match(unsafeSegmentReason(name) ?? "", /longer than 255 bytes/);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Paths of directory shares
+
+/** One bad path per class the metadata must refuse, and the reason `unsafePathReason` gives. */
+const BAD_PATHS: { what: string; path: string[]; reason: RegExp }[] = [
+  {
+    what: "absolute path (leading empty segment)",
+    path: ["", "etc", "passwd"],
+    reason: /^absolute path$/,
+  },
+  { what: "absolute path (leading slash)", path: ["/etc", "passwd"], reason: /^absolute path$/ },
+  { what: "absolute path (UNC)", path: ["\\\\server\\share"], reason: /^absolute path$/ },
+  { what: "drive letter", path: ["C:", "Windows"], reason: /^drive letter$/ },
+  { what: "drive letter with a path", path: ["c:evil.txt"], reason: /^drive letter$/ },
+  { what: "dot-dot segment", path: ["a", "..", "..", "etc"], reason: /^"\.\." segment$/ },
+  { what: "dot segment", path: ["a", ".", "b"], reason: /^"\." segment$/ },
+  { what: "empty segment", path: ["a", "", "b"], reason: /^empty segment$/ },
+  { what: "trailing empty segment", path: ["a", ""], reason: /^empty segment$/ },
+  { what: "backslash", path: ["a\\..\\b"], reason: /^backslash in name$/ },
+  { what: "slash inside a name", path: ["a/../b"], reason: /^slash inside a name$/ },
+  { what: "NUL", path: ["a\u0000b"], reason: /^control character in name$/ },
+  { what: "newline", path: ["evil\nname"], reason: /^control character in name$/ },
+  { what: "C1 control", path: ["a\u009bb"], reason: /^control character in name$/ },
+  { what: "Windows reserved name", path: ["docs", "CON"], reason: /^name reserved on Windows$/ },
+  { what: "Windows reserved name with extension", path: ["com1.txt"], reason: /reserved/ },
+  { what: "overlong name", path: ["a".repeat(256)], reason: /^name longer than 255 bytes$/ },
+  {
+    what: "overlong path",
+    path: Array.from({ length: 20 }, () => "d".repeat(250)),
+    reason: /^path longer than 4096 bytes$/,
+  },
+  { what: "lone surrogate", path: ["\ud800"], reason: /^name is not valid Unicode$/ },
+  { what: "no segment at all", path: [], reason: /^empty path$/ },
+];
+
+for (const { what, path, reason } of BAD_PATHS) {
+  Deno.test(`unsafePathReason() refuses a path with: ${what}`, () => {
+    assert.match(unsafePathReason(path) ?? "(accepted)", reason);
+  });
+}
+
+Deno.test("unsafePathReason() accepts nested, hidden, unicode and maximal paths", () => {
+  const good: string[][] = [
+    ["a"],
+    ["photos", "2024", "IMG_0001.JPG"],
+    [".hidden", ".config"],
+    ["日本語", "ファイル.txt"],
+    ["😀", "naïve café.md"],
+    ["a".repeat(255)],
+    // 16 names of 255 bytes and their 15 slashes: 4095 bytes
+    Array.from({ length: 16 }, () => "d".repeat(255)),
+  ];
+  for (const path of good) assert.equal(unsafePathReason(path), undefined, JSON.stringify(path));
+});
+
+Deno.test("unsafePathReason() counts the share's name towards the path limit", () => {
+  // 15 × 255 + 14 slashes = 3839 bytes; with a 250-byte name and its slash: 4090.
+  const path = Array.from({ length: 15 }, () => "d".repeat(255));
+  assert.equal(unsafePathReason(path, { prefixBytes: 251 }), undefined);
+  assert.match(unsafePathReason(path, { prefixBytes: 300 }) ?? "", /path longer than 4096/);
+  assert.equal(MAX_PATH_BYTES, 4096);
+});
+
+Deno.test("compareNames() orders by code point (UTF-8 bytes), not by UTF-16 code units", () => {
+  // U+FF5E (one UTF-16 unit, 0xFF5E) sorts before U+1F600 (surrogates 0xD83D 0xDE00) by code
+  // point, though JavaScript's `<` puts the surrogate pair first.
+  assert.ok("\ud83d\ude00" < "\uff5e", "precondition: code unit order differs");
+  assert.ok(compareNames("\uff5e", "\ud83d\ude00") < 0);
+  assert.ok(compareNames("\ud83d\ude00", "\uff5e") > 0);
+  const names = ["b", "a", "B", "é", "e", "😀", "～", "a0", "", "A"];
+  const sorted = [...names].sort(compareNames);
+  const utf8 = [...names].sort((x, y) => {
+    const a = new TextEncoder().encode(x);
+    const b = new TextEncoder().encode(y);
+    for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
+    return a.length - b.length;
+  });
+  assert.deepEqual(sorted, utf8);
+  assert.deepEqual(sorted, ["", "A", "B", "a", "a0", "b", "e", "é", "～", "😀"]);
+  assert.equal(compareNames("same", "same"), 0);
+});
+
+Deno.test("comparePaths() compares segment by segment and puts a folder's prefix first", () => {
+  const paths = [["b"], ["a", "z"], ["a-b"], ["a"], ["a", "b", "c"], ["a", "b"]];
+  assert.deepEqual([...paths].sort(comparePaths), [
+    ["a"],
+    ["a", "b"],
+    ["a", "b", "c"],
+    ["a", "z"],
+    ["a-b"],
+    ["b"],
+  ]);
+});
+
+Deno.test("pathKey() is the same for paths that differ only in case or Unicode normalisation", () => {
+  assert.equal(pathKey(["Photos", "IMG.JPG"]), pathKey(["photos", "img.jpg"]));
+  assert.equal(pathKey(["caf\u00e9"]), pathKey(["cafe\u0301"]), "NFC and NFD");
+  assert.notEqual(pathKey(["a", "b"]), pathKey(["a", "c"]));
+});
+
+Deno.test("displayPath() quotes and escapes, so a bad name can never break the line", () => {
+  assert.equal(displayPath(["a", "b.txt"]), '"a/b.txt"');
+  assert.equal(displayPath(["evil\nname"]), '"evil\\nname"');
+  assert.equal(displayPath(["esc\u001b[31m"]), '"esc\\u001b[31m"');
+  assert.equal(displayPath(["c1\u009b"]), '"c1\\u009b"');
+  const long = displayPath(["x".repeat(5000)]);
+  assert.ok(long.length < 300, `${long.length} characters`);
+  // deno-lint-ignore no-control-regex -- control characters are what must not come out
+  assert.ok(!/[\u0000-\u001f\u007f-\u009f]/.test(displayPath(["\u0000\u0085\u009f"])));
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type BlockSpan, PieceLayout } from "../lib/pieces.ts";
+import { type BlockSpan, FileLayout, PieceLayout } from "../lib/pieces.ts";
 
 Deno.test("PieceLayout counts pieces, rounding the last one up", () => {
   const cases: [number, number, number][] = [
@@ -136,4 +136,106 @@ Deno.test("PieceLayout.blocks() covers each piece exactly, with every block vali
       assert.equal(next, layout.pieceSize(index));
     }
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// FileLayout: files laid end to end
+
+/** Files of 1500, 0, 100, 0 (folder), 2000 and 300 bytes: 3900 bytes in pieces of 1024. */
+function dirLayout(): FileLayout {
+  return new FileLayout([
+    { path: ["a"], length: 1500 },
+    { path: ["b-empty"], length: 0 },
+    { path: ["c"], length: 100 },
+    { path: ["d-folder"], length: 0, dir: true },
+    { path: ["e", "big"], length: 2000 },
+    { path: ["e", "z"], length: 300 },
+  ], 1024);
+}
+
+Deno.test("FileLayout places files end to end; empty files and folders take no bytes", () => {
+  const layout = dirLayout();
+  assert.deepEqual(
+    layout.files.map((f) => [f.offset, f.length, f.dir]),
+    [[0, 1500, false], [1500, 0, false], [1500, 100, false], [1600, 0, true], [1600, 2000, false], [
+      3600,
+      300,
+      false,
+    ]],
+  );
+  assert.equal(layout.totalLength, 3900);
+  assert.equal(layout.pieces.pieceCount, 4);
+  assert.equal(layout.pieces.pieceSize(3), 3900 - 3072);
+});
+
+Deno.test("FileLayout.pieceSpans() splits each piece across the files it runs over", () => {
+  const layout = dirLayout();
+  const spans = (i: number) =>
+    layout.pieceSpans(i).map((s) => [s.file, s.fileOffset, s.length, s.rangeOffset]);
+  assert.deepEqual(spans(0), [[0, 0, 1024, 0]]);
+  // piece 1 = bytes 1024..2047: the end of a, all of c, the start of e/big (b is empty)
+  assert.deepEqual(spans(1), [[0, 1024, 476, 0], [2, 0, 100, 476], [4, 0, 448, 576]]);
+  assert.deepEqual(spans(2), [[4, 448, 1024, 0]]);
+  // the last, short piece: the rest of e/big and all of e/z
+  assert.deepEqual(spans(3), [[4, 1472, 528, 0], [5, 0, 300, 528]]);
+  for (let i = 0; i < 4; i++) {
+    const total = layout.pieceSpans(i).reduce((n, s) => n + s.length, 0);
+    assert.equal(total, layout.pieces.pieceSize(i), `piece ${i} is covered exactly`);
+  }
+});
+
+Deno.test("FileLayout.spans() maps any byte range, and refuses one outside the share", () => {
+  const layout = dirLayout();
+  assert.deepEqual(layout.spans(1499, 2), [
+    { file: 0, fileOffset: 1499, length: 1, rangeOffset: 0 },
+    { file: 2, fileOffset: 0, length: 1, rangeOffset: 1 },
+  ]);
+  assert.deepEqual(layout.spans(1600, 0), []);
+  assert.deepEqual(layout.spans(3899, 1), [{
+    file: 5,
+    fileOffset: 299,
+    length: 1,
+    rangeOffset: 0,
+  }]);
+  assert.throws(() => layout.spans(3899, 2), RangeError);
+  assert.throws(() => layout.spans(-1, 1), RangeError);
+  assert.throws(() => layout.spans(0.5, 1), RangeError);
+});
+
+Deno.test("FileLayout.piecesOfFile() gives the pieces a file touches; none for empty entries", () => {
+  const layout = dirLayout();
+  assert.deepEqual(layout.piecesOfFile(0), { first: 0, last: 1 });
+  assert.equal(layout.piecesOfFile(1), undefined);
+  assert.deepEqual(layout.piecesOfFile(2), { first: 1, last: 1 });
+  assert.equal(layout.piecesOfFile(3), undefined);
+  assert.deepEqual(layout.piecesOfFile(4), { first: 1, last: 3 });
+  assert.deepEqual(layout.piecesOfFile(5), { first: 3, last: 3 });
+  assert.throws(() => layout.piecesOfFile(6), RangeError);
+  assert.deepEqual(layout.piecesOfFiles([2]), [1]);
+  assert.deepEqual(layout.piecesOfFiles([5, 0]), [0, 1, 3]);
+  assert.deepEqual(layout.piecesOfFiles([1, 3]), []);
+});
+
+Deno.test("FileLayout handles many files smaller than a piece, and a share of only empty files", () => {
+  const many = new FileLayout(
+    Array.from({ length: 100 }, (_, i) => ({ path: [`f${i}`], length: 37 })),
+    1024,
+  );
+  assert.equal(many.pieces.pieceCount, Math.ceil(3700 / 1024));
+  const first = many.pieceSpans(0);
+  assert.equal(first.length, 28, "27 whole files and the start of the 28th");
+  assert.deepEqual(first[27], {
+    file: 27,
+    fileOffset: 0,
+    length: 1024 - 27 * 37,
+    rangeOffset: 999,
+  });
+  const empty = new FileLayout(
+    [{ path: ["x"], length: 0 }, { path: ["y"], length: 0, dir: true }],
+    1024,
+  );
+  assert.equal(empty.pieces.pieceCount, 0);
+  assert.deepEqual(empty.spans(0, 0), []);
+  assert.throws(() => new FileLayout([{ path: ["d"], length: 1, dir: true }], 1024), RangeError);
+  assert.throws(() => new FileLayout([{ path: ["d"], length: -1 }], 1024), RangeError);
 });

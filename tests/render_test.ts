@@ -171,6 +171,16 @@ const CASES: { [K in EventName]: Case<K>[] } = {
       "[client] rechecking downloads/demo.txt.partial: state file missing; rechecking the partial data",
     ),
   }],
+  file_complete: [{
+    event: {
+      event: "file_complete",
+      path: "downloads/holiday/photos/a.jpg",
+      file: "photos/a.jpg",
+      bytes: 70000,
+    },
+    role: "client",
+    expected: out("[client] file complete: downloads/holiday/photos/a.jpg (68.4 KiB)"),
+  }],
   started: [{
     event: {
       event: "started",

@@ -44,7 +44,7 @@ export function register(options: {
         infoHash: meta.infoHash,
         peerId: toHex(options.peerId),
         port: options.port,
-        left: meta.info.length - options.storage.bytesHave,
+        left: options.storage.bytesWanted - options.storage.bytesHaveWanted,
         ...options.counters(),
         name: meta.info.name,
       };

@@ -72,6 +72,11 @@ Serving others:
   --keep-seeding          after completion, seed on until Ctrl-C
   --seed-for DUR          after completion, seed on for DUR (e.g. 90s, 10m, 1h)
 
+Folders:
+  --only GLOB             fetch only the files matching GLOB (repeatable; * ? and ** work,
+                          relative to the shared folder); each file is placed in DIR/<name>/
+                          as soon as all its pieces are verified
+
 Output:
   --workdir DIR           work folder (default ./downloads)
 ${WEB_USAGE}
@@ -99,6 +104,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
       "upload-slots": { type: "string" },
       "keep-seeding": { type: "boolean" },
       "seed-for": { type: "string" },
+      only: { type: "string", multiple: true },
       ...WEB_OPTIONS,
     }, "download");
     expectPositionals(args, 0, "download");
@@ -155,7 +161,13 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
     const sink = new TeeSink(ctx.sink);
     const webStop = new AbortController();
     let monitor: WebMonitor | undefined;
-    const storage = await ShareStorage.open(meta, workdir, { sink, signal: ctx.signal });
+    const only = optStrings(args, "only");
+    const storage = await ShareStorage.open(meta, workdir, {
+      sink,
+      signal: ctx.signal,
+      only: only.length > 0 ? only : undefined,
+      placeFiles: true,
+    });
     let registration: Registration | undefined;
     let server: PeerServer | undefined;
     const serving = new AbortController();
@@ -233,7 +245,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
       }
 
       let result;
-      if (storage.have.complete) {
+      if (storage.wantedComplete) {
         const path = await storage.finalize();
         sink.emit({
           event: "info",
@@ -241,7 +253,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
         });
         result = {
           path,
-          bytes: meta.info.length,
+          bytes: storage.bytesSelected,
           bytesFetched: 0,
           piecesFetched: 0,
           piecesTotal: storage.layout.pieceCount,
@@ -329,6 +341,6 @@ function shareSnapshot(session: DownloadSession, server: PeerServer | undefined)
       ? Math.round((storage.meta.info.length - bytesDone) / downloadRate)
       : null,
     peers,
-    complete: storage.have.complete,
+    complete: storage.wantedComplete,
   };
 }

@@ -5,6 +5,7 @@
 
 import { UsageError } from "../errors.ts";
 import { readMetadataFile } from "../meta_file.ts";
+import { isDirectoryShare, shareEntries } from "../metadata.ts";
 import { expectPositionals, parseCommandArgs } from "./args.ts";
 import type { Command } from "./context.ts";
 
@@ -13,8 +14,8 @@ export const infoCommand: Command = {
   summary: "show what a .p2pmeta file describes",
   usage: `Usage: p2p-share info M [--json]
 
-Prints the name, size, piece layout, info hash, trackers and comment of metadata file M.
-With --json: one "share" event holding the same fields.
+Prints the name, size, piece layout, info hash, trackers and comment of metadata file M, and
+for a folder every file with its size. With --json: one "share" event holding the same fields.
 
 Permissions: --allow-read=M`,
   async run(argv, ctx) {
@@ -35,6 +36,12 @@ Permissions: --allow-read=M`,
       comment: meta.comment ?? null,
       createdBy: meta.createdBy ?? null,
       creationDate: meta.creationDate ?? null,
+      directory: isDirectoryShare(meta.info),
+      files: shareEntries(meta.info).map((f) => ({
+        path: f.path.join("/"),
+        bytes: f.length,
+        dir: f.dir === true,
+      })),
     });
     return 0;
   },

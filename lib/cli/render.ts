@@ -29,14 +29,16 @@ export function renderLine(event: P2PEvent, role: Role): Line | undefined {
   const out = (text: string): Line => ({ text: `[${role}] ${text}`, stream: "out" });
   const err = (text: string): Line => ({ text: `[${role}] ${text}`, stream: "err" });
   switch (event.event) {
-    case "created":
+    case "created": {
+      const what = event.directory
+        ? `${event.name}/, ${formatBytes(event.bytes)} in ${event.files ?? 0} files`
+        : `${event.name}, ${formatBytes(event.bytes)}`;
       return out(
-        `wrote ${event.path} (${event.name}, ${
-          formatBytes(event.bytes)
-        }, ${event.pieces} pieces of ${
+        `wrote ${event.path} (${what}, ${event.pieces} pieces of ${
           formatBytes(event.pieceLength)
         })\n[${role}] info hash ${event.infoHash}`,
       );
+    }
     case "share":
       return {
         text: [
@@ -49,6 +51,7 @@ export function renderLine(event: P2PEvent, role: Role): Line | undefined {
           ...(event.comment ? [`  comment:      ${event.comment}`] : []),
           ...(event.createdBy ? [`  created by:   ${event.createdBy}`] : []),
           ...(event.creationDate ? [`  created:      ${event.creationDate}`] : []),
+          ...(event.directory && event.files ? fileListing(event.files) : []),
         ].join("\n"),
         stream: "out",
       };
@@ -70,6 +73,8 @@ export function renderLine(event: P2PEvent, role: Role): Line | undefined {
       );
     case "rechecking":
       return out(`rechecking ${event.path}: ${event.reason}`);
+    case "file_complete":
+      return out(`file complete: ${event.path} (${formatBytes(event.bytes)})`);
     case "started":
       return out(
         `requesting ${event.piecesNeeded} pieces with ${event.connections} workers from ${event.peer}`,
@@ -96,16 +101,26 @@ export function renderLine(event: P2PEvent, role: Role): Line | undefined {
             : ""
         })`,
       );
-    case "verified":
-      return event.ok
-        ? out(
+    case "verified": {
+      if (event.ok) {
+        return out(
           `OK: ${event.path} matches (${event.piecesGood}/${event.piecesTotal} pieces verified)`,
-        )
-        : err(
-          `FAILED: ${event.path} has ${event.badPieces.length} bad pieces of ${event.piecesTotal}: ${
-            event.badPieces.slice(0, 50).join(", ")
-          }${event.badPieces.length > 50 ? ", ..." : ""}`,
         );
+      }
+      const pieces = event.badPieces.length > 0
+        ? `: ${event.badPieces.slice(0, 50).join(", ")}${
+          event.badPieces.length > 50 ? ", ..." : ""
+        }`
+        : "";
+      const files = event.badFiles && event.badFiles.length > 0
+        ? `; bad files: ${event.badFiles.slice(0, 20).join(", ")}${
+          event.badFiles.length > 20 ? ", ..." : ""
+        }`
+        : "";
+      return err(
+        `FAILED: ${event.path} has ${event.badPieces.length} bad pieces of ${event.piecesTotal}${pieces}${files}`,
+      );
+    }
     case "warning":
       return err(`warning: ${event.message}`);
     case "info":
@@ -113,6 +128,22 @@ export function renderLine(event: P2PEvent, role: Role): Line | undefined {
     case "error":
       return { text: `error: ${event.message}`, stream: "err" };
   }
+}
+
+/** The `files:` section of `info` for a folder: a count, then one line per entry. */
+function fileListing(files: { path: string; bytes: number; dir: boolean }[]): string[] {
+  const folders = files.filter((f) => f.dir).length;
+  const count = `${files.length - folders} files${
+    folders > 0 ? `, ${folders} empty folder${folders === 1 ? "" : "s"}` : ""
+  }`;
+  return [
+    `  files:        ${count}`,
+    ...files.map((f) =>
+      f.dir
+        ? `    ${"folder".padStart(10)}  ${f.path}/`
+        : `    ${formatBytes(f.bytes).padStart(10)}  ${f.path}`
+    ),
+  ];
 }
 
 /** The progress summary: pieces, bytes, rate, ETA, peers. */

@@ -35,7 +35,7 @@ const SEED_PROGRESS_INTERVAL_MS = 1000;
 export const seedCommand: Command = {
   name: "seed",
   summary: "serve the verified pieces of a file to downloaders",
-  usage: `Usage: p2p-share seed --meta M [--source FILE] [--tracker HOST:PORT] [options]
+  usage: `Usage: p2p-share seed --meta M [--source FILE|DIR] [--tracker HOST:PORT] [options]
 
 Verifies each piece of FILE against M, copies the good ones into DIR/<name>.partial (recorded in
 DIR/<name>.state.json), then serves them. Without --source it seeds what DIR already holds, so
@@ -43,7 +43,7 @@ the original may be deleted once ingested. Never serves a piece it has not verif
 
 Options:
   --meta M             metadata file (required)
-  --source FILE        the original file to ingest
+  --source FILE|DIR    the original file (or folder, for a folder share) to ingest
   --port P             port to listen on (default 5001; 0 picks a free one)
   --host ADDR          address to bind (default 0.0.0.0, all interfaces)
   --workdir DIR        work folder (default ./data)
@@ -110,6 +110,14 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
               `${report.badPieces.length} pieces of ${source} failed verification and will not be served: ${
                 report.badPieces.slice(0, 20).join(", ")
               }${report.badPieces.length > 20 ? ", ..." : ""}`,
+          });
+        }
+        if (report.badFiles.length > 0) {
+          sink.emit({
+            event: "warning",
+            message: `${report.badFiles.length} files of ${source} differ from the metadata: ${
+              report.badFiles.slice(0, 10).join(", ")
+            }${report.badFiles.length > 10 ? ", ..." : ""}`,
           });
         }
       } else {
