@@ -8,7 +8,8 @@
 import { Bitfield } from "./bitfield.ts";
 import { errorMessage, ProtocolError } from "./errors.ts";
 import type { EventSink } from "./events.ts";
-import { digestsEqual, sha256 } from "./hash.ts";
+import { createHash, type Hash } from "node:crypto";
+import { digestsEqual } from "./hash.ts";
 import {
   type ByteStream,
   type ConnTiming,
@@ -122,9 +123,35 @@ interface PeerRecord {
 /** One piece being assembled on a connection. */
 interface Assembly {
   index: number;
-  data: Uint8Array;
+  size: number;
   /** Outstanding block requests, keyed by begin offset. */
   pending: Map<number, number>;
+  /** SHA-256 of the bytes received so far, fed in order. */
+  hasher: Hash;
+  /** Bytes fed to the hasher: blocks arriving ahead of it wait in `early`. */
+  hashedTo: number;
+  early: Map<number, Uint8Array>;
+  /**
+   * An end-game duplicate keeps its blocks here and writes them only if it verifies first, so a
+   * bad second copy can never land on disk over a good first one. Other fetches write each block
+   * to disk as it arrives, so memory holds only the blocks in flight.
+   */
+  buffer?: Uint8Array;
+}
+
+/** Feeds a received block to the piece's hash, in order, holding blocks that came early. */
+function hashInOrder(a: Assembly, begin: number, data: Uint8Array): void {
+  if (begin !== a.hashedTo) {
+    a.early.set(begin, data);
+    return;
+  }
+  a.hasher.update(data);
+  a.hashedTo += data.length;
+  for (let next = a.early.get(a.hashedTo); next; next = a.early.get(a.hashedTo)) {
+    a.early.delete(a.hashedTo);
+    a.hasher.update(next);
+    a.hashedTo += next.length;
+  }
 }
 
 /**
@@ -180,7 +207,6 @@ export class DownloadSession {
   /** Connections dialling or waiting for the peer's bitfield. */
   connecting = 0;
   #failure: Error | undefined;
-  #storing = new Set<number>();
   #known = new Map<string, PeerAddress>();
   #loops = new Map<string, number>();
   #loopCount = 0;
@@ -617,6 +643,7 @@ export class DownloadSession {
           }
           const exclude = new Set<number>([...record.failed, ...assemblies.keys()]);
           let index = this.picker.pick(live.peerHas, { exclude });
+          const duplicate = index === undefined;
           // End game: only an idle connection duplicates a piece in flight elsewhere, so the
           // last pieces are not held up by one slow peer, without fetching everything twice.
           if (
@@ -627,10 +654,15 @@ export class DownloadSession {
             index = this.picker.pick(live.peerHas, { exclude, endGame: true });
           }
           if (index === undefined) return;
+          const size = this.storage.layout.pieceSize(index);
           const assembly: Assembly = {
             index,
-            data: new Uint8Array(this.storage.layout.pieceSize(index)),
+            size,
             pending: new Map(),
+            hasher: createHash("sha256"),
+            hashedTo: 0,
+            early: new Map(),
+            buffer: duplicate ? new Uint8Array(size) : undefined,
           };
           assemblies.set(index, assembly);
           if (requestedBytes === 0) lastBlockMs = performance.now(); // the stall clock starts now
@@ -706,7 +738,13 @@ export class DownloadSession {
                 `piece ${msg.index} block at ${msg.begin}: ${msg.data.length} bytes, asked ${expected}`,
               );
             }
-            a.data.set(msg.data, msg.begin);
+            if (a.buffer) {
+              a.buffer.set(msg.data, msg.begin);
+            } else {
+              // Straight to disk; a write error surfaces when the piece is marked verified.
+              this.storage.writeBlock(a.index, msg.begin, msg.data).catch(() => {});
+            }
+            hashInOrder(a, msg.begin, msg.data);
             a.pending.delete(msg.begin);
             requestedBytes -= expected;
             lastBlockMs = performance.now();
@@ -764,7 +802,7 @@ export class DownloadSession {
    * @returns true when the piece was stored
    */
   async finishPiece(a: Assembly, record: PeerRecord, live: LiveConnection): Promise<boolean> {
-    const digest = await sha256(a.data);
+    const digest = new Uint8Array(a.hasher.digest());
     if (!this.picker.needs(a.index)) return false; // an end-game duplicate: another was faster
     if (!digestsEqual(digest, this.storage.expectedDigest(a.index))) {
       record.failed.add(a.index);
@@ -797,16 +835,13 @@ export class DownloadSession {
       );
       return false;
     }
-    if (this.#storing.has(a.index)) return false; // an end-game twin is being stored already
-    this.#storing.add(a.index);
-    try {
-      await this.storage.writeVerifiedPiece(a.index, a.data);
-    } finally {
-      this.#storing.delete(a.index);
-    }
+    if (a.buffer) await this.storage.writeBlock(a.index, 0, a.buffer);
+    await this.storage.markVerified(a.index);
+    // Both copies of an end-game piece may verify: the first to get here counts it.
+    if (!this.picker.needs(a.index)) return false;
     this.picker.complete(a.index);
     this.piecesFetched++;
-    this.bytesFetched += a.data.length;
+    this.bytesFetched += a.size;
     for (const c of this.live) c.cancel(a.index);
     this.options.onPieceStored?.(a.index);
     if (this.picker.done) {

@@ -145,6 +145,8 @@ export class ShareStorage {
   /** Indexes (in {@linkcode ShareStorage.files}) of the wanted files, ascending. */
   readonly wantedFiles: readonly number[];
   #backend: DataBackend;
+  /** The tail of the chain of block writes issued for each piece not yet verified. */
+  #pieceWrites = new Map<number, Promise<void>>();
   /** The tree of a directory share (`undefined` for a single file). */
   #tree: TreeStore | undefined;
   #sink: EventSink;
@@ -416,6 +418,44 @@ export class ShareStorage {
   /** Reads `dest.length` bytes of piece `index` at `begin` (positional: safe to run concurrently). */
   readBlock(index: number, begin: number, dest: Uint8Array): Promise<void> {
     return this.#backend.read(dest, index * this.layout.pieceLength + begin);
+  }
+
+  /**
+   * Writes one block of a piece not yet verified, straight to its place in the data file, so a
+   * download holds only the blocks in flight in memory. Writes to one piece are applied in the
+   * order they are issued, so a later fetch of a piece always overwrites an earlier, failed
+   * one. A verified piece is never written.
+   */
+  writeBlock(index: number, begin: number, data: Uint8Array): Promise<void> {
+    if (this.have.has(index)) return Promise.resolve();
+    const previous = this.#pieceWrites.get(index) ?? Promise.resolve();
+    const write = previous.catch(() => {}).then(() =>
+      this.have.has(index)
+        ? undefined
+        : this.#backend.write(data, index * this.layout.pieceLength + begin)
+    );
+    this.#pieceWrites.set(index, write);
+    return write;
+  }
+
+  /**
+   * Records piece `index` as verified once every write issued for it has landed (the caller
+   * hashed exactly the bytes it wrote). The state file follows on the next flush.
+   *
+   * @throws when one of the piece's writes failed: the piece stays missing
+   */
+  async markVerified(index: number): Promise<void> {
+    const writes = this.#pieceWrites.get(index);
+    if (writes) {
+      try {
+        await writes;
+      } finally {
+        if (this.#pieceWrites.get(index) === writes) this.#pieceWrites.delete(index);
+      }
+    }
+    if (this.have.has(index)) return;
+    this.have.set(index);
+    this.#dirty = true;
   }
 
   /**
