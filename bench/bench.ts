@@ -1,66 +1,117 @@
 /**
- * `deno task bench`: end-to-end figures on this machine, with baselines measured in the same run.
+ * `deno task bench`: every figure of the performance issue on this machine, each beside the
+ * baseline it is held to, as ratios measured in the same run, with every target marked met or
+ * not met. One table on stdout, the same as JSON in `bench/results.json` (or `--out PATH`) so
+ * figures can be compared across commits.
  *
- * - create: hashing throughput of `p2p-share create`, beside `openssl dgst -sha256` when present
- * - download over loopback with --parallel 1, 4 and 8: wall time from start to verified file in
- *   place, MB/s, and the downloader's and seeder's peak RSS
- * - baselines: a plain `cp` of the file, and a minimal Deno TCP copy that hashes every piece
+ * Measured on one file of each size in `--sizes` (default `1G,4G`; `--quick` keeps only the
+ * first), warm in the page cache, everything on 127.0.0.1:
+ * - first size: `create` against `openssl dgst -sha256`; `download --parallel 1, 4, 8` (start to
+ *   verified file in place, exit 0) against `aria2c -x4` over HTTP from a local nginx, `aria2c`
+ *   over BitTorrent from a local aria2c seeder, and a minimal Deno TCP copy that SHA-256-checks
+ *   and writes every piece (`bench/baseline_copy.ts`); `curl` from the same nginx, `cp`, Deno's
+ *   SHA-256 speed and Deno's bare loopback TCP speed beside them; peak RSS of seeder and
+ *   downloader.
+ * - every further size: the seeder's and the downloaders' peak RSS again (one run each), which
+ *   must stay under the limit and not grow with the file.
+ * - the tracker under load (announces/s, p50/p99) and the swarm against the Kumar-Ross bound.
  *
- * Flags: `--size 1G` (file size), `--runs 3` (runs per figure, median reported),
- * `--out bench/results.json`. Everything talks to 127.0.0.1 only; the benchmark installs nothing.
+ * Flags: `--sizes 1G,4G`, `--quick`, `--runs 5` (median reported), `--out PATH`; `--size X` is
+ * `--sizes X`. It installs nothing: `aria2c`, `curl`, `nginx` and `openssl` are used when on the
+ * PATH (`bench/setup.sh` installs them) and the table says which were skipped. A `sync` runs
+ * before every timed run, untimed, so one run's dirty pages are not written back during the
+ * next. Every child is stopped at the end and every run is bounded in time.
+ *
  * It runs with --allow-all only because Deno grants reading a child's /proc/PID/status (its peak
  * RSS) to nothing less; the programs it measures run with their narrow role permissions.
  *
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { parseSize } from "../lib/units.ts";
+import { formatBytes, parseSize } from "../lib/units.ts";
+import {
+  benchAria2BitTorrent,
+  benchHttp,
+  benchOpensslSha256,
+  type ExternalResult,
+  which,
+} from "./external.ts";
 import { benchSwarm } from "./swarm_bench.ts";
 import { benchTracker } from "./tracker_bench.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const main = join(root, "main.ts");
+const baselineScript = join(root, "bench", "baseline_copy.ts");
 const { values } = parseArgs({
   args: Deno.args,
   options: {
-    size: { type: "string", default: "1G" },
-    runs: { type: "string", default: "3" },
+    sizes: { type: "string" },
+    size: { type: "string" },
+    quick: { type: "boolean", default: false },
+    runs: { type: "string", default: "5" },
     out: { type: "string" },
   },
 });
-const size = parseSize(values.size!);
-const runs = Math.max(1, Number(values.runs));
+const sizeTexts = (values.sizes ?? values.size ?? "1G,4G").split(",").map((s) => s.trim())
+  .filter(Boolean);
+const allSizes = sizeTexts.map((s) => parseSize(s));
+const sizes = values.quick ? allSizes.slice(0, 1) : allSizes;
+const runs = Math.max(1, Math.floor(Number(values.runs)) || 1);
 const outPath = values.out ?? join(root, "bench", "results.json");
+/** Peak RSS limit of the issue, MB (10^6 bytes, as every MB in the table). */
+const RSS_LIMIT_MB = 150;
+/** "The same for 4 GiB as for 1 GiB": at most this much above the smaller file's peak. */
+const RSS_GROWTH_LIMIT = 0.10;
+const SWARM_RATIO_AIM = 1.25;
+
+// ---------------------------------------------------------------------------------------------
+// Running and measuring children
+
+/** Every child still running, so the `finally` below can stop them whatever happened. */
+const live = new Set<Deno.ChildProcess>();
 
 interface Measured {
   seconds: number;
   peakRssBytes: number;
 }
 
-/** Runs a command to completion, sampling its peak RSS (VmHWM) from /proc while it runs. */
-async function measure(
-  cmd: string,
-  args: string[],
-  opts: { quiet?: boolean } = {},
-): Promise<Measured> {
+/** Limit for one measured run: a minute plus a second per 20 MB of the file. */
+const runLimitMs = (bytes: number) => 60_000 + bytes / 20e6 * 1000;
+
+/**
+ * Runs a command to completion, sampling its peak RSS (VmHWM) from /proc every 20 ms while it
+ * runs; killed after `timeoutMs`.
+ */
+async function measure(cmd: string, args: string[], timeoutMs: number): Promise<Measured> {
   const start = performance.now();
-  const child = new Deno.Command(cmd, {
-    args,
-    stdout: opts.quiet === false ? "inherit" : "null",
-    stderr: "piped",
-  }).spawn();
+  const child = new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).spawn();
+  live.add(child);
   let peak = 0;
-  const sampler = setInterval(() => (peak = Math.max(peak, readHwm(child.pid))), 50);
-  const { code, stderr } = await child.output();
-  clearInterval(sampler);
-  const seconds = (performance.now() - start) / 1000;
-  if (code !== 0) {
-    throw new Error(`${cmd} ${args.join(" ")} exited ${code}: ${new TextDecoder().decode(stderr)}`);
+  const sampler = setInterval(() => (peak = Math.max(peak, readHwm(child.pid))), 20);
+  let timedOut = false;
+  const killer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, timeoutMs);
+  try {
+    const { code, stderr } = await child.output();
+    const seconds = (performance.now() - start) / 1000;
+    if (timedOut) throw new Error(`${cmd} ${args.join(" ")} timed out after ${timeoutMs} ms`);
+    if (code !== 0) {
+      throw new Error(
+        `${cmd} ${args.join(" ")} exited ${code}: ${new TextDecoder().decode(stderr).slice(-2000)}`,
+      );
+    }
+    return { seconds, peakRssBytes: peak };
+  } finally {
+    clearInterval(sampler);
+    clearTimeout(killer);
+    live.delete(child);
   }
-  return { seconds, peakRssBytes: peak };
 }
 
 function readHwm(pid: number): number {
@@ -73,275 +124,692 @@ function readHwm(pid: number): number {
   }
 }
 
-async function which(name: string): Promise<string | undefined> {
-  try {
-    const { code, stdout } = await new Deno.Command("sh", {
-      args: ["-c", `command -v ${name}`],
-      stdout: "piped",
-    }).output();
-    return code === 0 ? new TextDecoder().decode(stdout).trim() : undefined;
-  } catch {
-    return undefined;
-  }
+/** Flushes dirty pages (untimed) so a run does not pay for the previous run's writeback. */
+async function settleDisk(): Promise<void> {
+  await new Deno.Command("sync", { stdout: "null", stderr: "null" }).output().catch(() => {});
 }
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-async function medianOf(n: number, fn: () => Promise<Measured>): Promise<Measured> {
+/** Median time and the highest peak RSS of `n` runs, each after a `sync`. */
+async function medianOf(n: number, once: () => Promise<Measured>): Promise<Measured> {
   const all: Measured[] = [];
-  for (let i = 0; i < n; i++) all.push(await fn());
+  for (let i = 0; i < n; i++) {
+    await settleDisk();
+    all.push(await once());
+  }
   return {
     seconds: median(all.map((m) => m.seconds)),
     peakRssBytes: Math.max(...all.map((m) => m.peakRssBytes)),
   };
 }
 
-const mbps = (bytes: number, s: number) => bytes / s / 1e6;
-const deno = Deno.execPath();
-const dir = await Deno.makeTempDir({ dir: root, prefix: ".bench-" });
-const rows: {
-  name: string;
-  seconds: number;
-  mbPerSec: number;
-  peakRssMB?: number;
-  ratio?: string;
-}[] = [];
-const skipped: string[] = [];
-const seeder: { child?: Deno.ChildProcess } = {};
-try {
-  const file = join(dir, "payload.bin");
-  console.log(`bench: writing ${size} random bytes to ${file}`);
-  {
-    using f = await Deno.open(file, { write: true, create: true, truncate: true });
-    const chunk = new Uint8Array(1024 * 1024);
-    for (let done = 0; done < size;) {
-      for (let i = 0; i < chunk.length; i += 65536) {
-        crypto.getRandomValues(chunk.subarray(i, i + 65536));
+/** A child whose stdout is read line by line: `next(pred)` waits for a matching line. */
+function spawnLines(cmd: string, args: string[]) {
+  const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "inherit" }).spawn();
+  live.add(child);
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let draining: Promise<void> | undefined;
+  return {
+    child,
+    async next(pred: (line: string) => boolean, timeoutMs: number, what: string) {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const lines = buffered.split("\n");
+        buffered = lines.pop() ?? "";
+        const hit = lines.find(pred);
+        if (hit !== undefined) return hit;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const chunk = await Promise.race([
+          reader.read(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+              Math.max(0, deadline - performance.now()),
+            );
+          }),
+        ]).finally(() => clearTimeout(timer));
+        if (chunk.done) throw new Error(`${what}: the process ended first`);
+        buffered += chunk.value;
       }
-      const n = Math.min(chunk.length, size - done);
-      let w = 0;
-      while (w < n) w += await f.write(chunk.subarray(w, n));
-      done += n;
+    },
+    /** From now on, reads and drops the rest of stdout in the background, so the pipe never fills. */
+    drain() {
+      draining ??= (async () => {
+        while (!(await reader.read()).done) { /* keep the pipe flowing */ }
+      })();
+    },
+    /** SIGTERM (SIGKILL 10 s later if still running), then waits for the exit. */
+    async stop() {
+      const kill = (signal: Deno.Signal) => {
+        try {
+          child.kill(signal);
+        } catch { /* already gone */ }
+      };
+      kill("SIGTERM");
+      const timer = setTimeout(() => kill("SIGKILL"), 10_000);
+      try {
+        this.drain();
+        await draining;
+        await child.status;
+      } finally {
+        clearTimeout(timer);
+        live.delete(child);
+      }
+    },
+  };
+}
+
+async function writeRandomFile(path: string, bytes: number): Promise<void> {
+  using f = await Deno.open(path, { write: true, create: true, truncate: true });
+  const chunk = new Uint8Array(1024 * 1024);
+  for (let done = 0; done < bytes;) {
+    for (let i = 0; i < chunk.length; i += 65536) {
+      crypto.getRandomValues(chunk.subarray(i, i + 65536));
+    }
+    const n = Math.min(chunk.length, bytes - done);
+    for (let w = 0; w < n;) w += await f.write(chunk.subarray(w, n));
+    done += n;
+  }
+}
+
+/** SHA-256 in memory with node:crypto, 1 MiB updates: the hashing speed of one core. */
+function hashSecondsInMemory(bytes: number): number {
+  const block = new Uint8Array(64 * 1024 * 1024);
+  for (let i = 0; i < block.length; i += 65536) {
+    crypto.getRandomValues(block.subarray(i, i + 65536));
+  }
+  const start = performance.now();
+  const hash = createHash("sha256");
+  for (let done = 0; done < bytes;) {
+    const at = done % block.length;
+    const n = Math.min(1024 * 1024, bytes - done, block.length - at);
+    hash.update(block.subarray(at, at + n));
+    done += n;
+  }
+  hash.digest();
+  return (performance.now() - start) / 1000;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+/** One measured figure. */
+interface Figure {
+  name: string;
+  /** File size the figure was measured on, bytes. */
+  sizeBytes?: number;
+  seconds?: number;
+  mbPerSec?: number;
+  peakRssMB?: number;
+  /** What the figure is, when not a plain time: e.g. the tracker's rates. */
+  detail?: string;
+  /** Why the figure is missing. */
+  skipped?: string;
+}
+
+/** One target: a figure held to a baseline or a limit. */
+interface Check {
+  /** The figure checked (its `name`). */
+  figure: string;
+  /** What it is held to, e.g. `aria2c -x4 HTTP (nginx) 1.75 s`. */
+  against: string;
+  /** The measured ratio or value, e.g. `1.94x` (its speed over theirs), `78%`, `138 MB`. */
+  measured: string;
+  /** The target, e.g. `> 1x`, `>= 70%`, `< 150 MB`. */
+  target: string;
+  /** Met, not met, or null when a figure it needs is missing. */
+  met: boolean | null;
+}
+
+const figures: Figure[] = [];
+const checks: Check[] = [];
+const skipped: string[] = [];
+const mbps = (bytes: number, s: number) => bytes / s / 1e6;
+const sizeLabel = (bytes: number) => formatBytes(bytes).replace(/\.0+ /, " ");
+
+function addExternal(r: ExternalResult, sizeBytes: number): Figure {
+  const figure: Figure = r.skipped ? { name: r.name, sizeBytes, skipped: r.skipped } : {
+    name: r.name,
+    sizeBytes,
+    seconds: r.seconds,
+    mbPerSec: r.mbPerSec,
+  };
+  if (r.skipped) skipped.push(`${r.name}: ${r.skipped}`);
+  figures.push(figure);
+  return figure;
+}
+
+/** Checks `ours` against `theirs` by speed: `theirs.seconds / ours.seconds >= min`. */
+function checkSpeed(
+  ours: Figure,
+  theirs: Figure,
+  opts: { min: number; strict?: boolean; percent?: boolean },
+): void {
+  const target = opts.percent
+    ? `>= ${(100 * opts.min).toFixed(0)}%`
+    : `${opts.strict ? ">" : ">="} ${opts.min}x`;
+  if (!ours.seconds || !theirs.seconds) {
+    checks.push({
+      figure: ours.name,
+      against: theirs.name,
+      measured: "n/a",
+      target,
+      met: null,
+    });
+    return;
+  }
+  const ratio = theirs.seconds / ours.seconds;
+  checks.push({
+    figure: ours.name,
+    against: `${theirs.name} ${theirs.seconds.toFixed(2)} s`,
+    measured: opts.percent ? `${(100 * ratio).toFixed(0)}%` : `${ratio.toFixed(2)}x`,
+    target,
+    met: opts.strict ? ratio > opts.min : ratio >= opts.min,
+  });
+}
+
+function checkRss(figure: Figure, what: string): void {
+  const mb = figure.peakRssMB;
+  checks.push({
+    figure: figure.name,
+    against: `${what} peak RSS limit`,
+    measured: mb ? `${mb.toFixed(0)} MB` : "n/a",
+    target: `< ${RSS_LIMIT_MB} MB`,
+    met: mb ? mb < RSS_LIMIT_MB : null,
+  });
+}
+
+function checkRssGrowth(bigger: Figure, smaller: Figure | undefined): void {
+  if (!smaller) return;
+  const a = smaller.peakRssMB;
+  const b = bigger.peakRssMB;
+  checks.push({
+    figure: bigger.name,
+    against: `${smaller.name}: ${a ? a.toFixed(0) : "?"} MB`,
+    measured: a && b ? `${b >= a ? "+" : ""}${(100 * (b / a - 1)).toFixed(0)}%` : "n/a",
+    target: `<= +${(100 * RSS_GROWTH_LIMIT).toFixed(0)}%`,
+    met: a && b ? b <= a * (1 + RSS_GROWTH_LIMIT) : null,
+  });
+}
+
+function renderTable(): string {
+  const num = (x: number | undefined, digits: number) => (x ? x.toFixed(digits) : "");
+  const header = ["figure", "seconds", "MB/s", "RSS MB", "held to", "measured", "target", ""];
+  const rows: string[][] = [];
+  for (const f of figures) {
+    rows.push([
+      f.name,
+      num(f.seconds, 2),
+      num(f.mbPerSec, 0),
+      num(f.peakRssMB, 0),
+      f.skipped ? `skipped: ${f.skipped}` : (f.detail ?? ""),
+      "",
+      "",
+      "",
+    ]);
+    for (const c of checks.filter((c) => c.figure === f.name)) {
+      rows.push([
+        "",
+        "",
+        "",
+        "",
+        c.against,
+        c.measured,
+        c.target,
+        c.met === null ? "n/a" : c.met ? "met" : "NOT MET",
+      ]);
     }
   }
-  const meta = join(dir, "payload.bin.p2pmeta");
-
-  // create vs openssl
-  const create = await medianOf(
-    runs,
-    () =>
-      measure(deno, [
-        "run",
-        `--allow-read=${dir}`,
-        `--allow-write=${dir}`,
-        main,
-        "create",
-        file,
-        "-o",
-        meta,
-      ]),
+  const widths = header.map((h, i) =>
+    Math.min(i === 4 ? 48 : 60, Math.max(h.length, ...rows.map((r) => r[i].length)))
   );
-  rows.push({
-    name: "create (hash 1 file)",
-    seconds: create.seconds,
-    mbPerSec: mbps(size, create.seconds),
-    peakRssMB: create.peakRssBytes / 1e6,
-  });
-  const openssl = await which("openssl");
-  if (openssl) {
-    const o = await medianOf(runs, () => measure(openssl, ["dgst", "-sha256", file]));
-    rows.push({
-      name: "openssl dgst -sha256",
-      seconds: o.seconds,
-      mbPerSec: mbps(size, o.seconds),
-      ratio: `create at ${(100 * o.seconds / create.seconds).toFixed(0)}% of openssl`,
-    });
-  } else skipped.push("openssl (not installed)");
+  const right = new Set([1, 2, 3]);
+  const line = (r: string[]) =>
+    r.map((cell, i) => right.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
+      .join("  ").trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}
 
-  // baselines
-  const cp = await medianOf(runs, () => measure("cp", [file, join(dir, "cp.bin")]));
-  rows.push({ name: "baseline: cp", seconds: cp.seconds, mbPerSec: mbps(size, cp.seconds) });
-  const metaJson = JSON.parse(await Deno.readTextFile(meta));
-  const pieceLength = metaJson.info.pieceLength as number;
-  const baseline = await medianOf(runs, async () => {
-    const portFile = join(dir, "port.txt");
-    await Deno.remove(portFile).catch(() => {});
-    const start = performance.now();
-    const recv = new Deno.Command(deno, {
-      args: [
-        "run",
-        "--allow-net=127.0.0.1",
-        `--allow-read=${dir}`,
-        `--allow-write=${dir}`,
-        join(root, "bench", "baseline_copy.ts"),
-        "recv",
-        portFile,
-        join(dir, "tcp.bin"),
-        String(pieceLength),
-      ],
-    }).spawn();
-    let port = "";
-    for (let i = 0; i < 200 && !port; i++) {
-      port = await Deno.readTextFile(portFile).catch(() => "");
-      if (!port) await new Promise((r) => setTimeout(r, 25));
-    }
-    await measure(deno, [
+async function machine() {
+  const osRelease = await Deno.readTextFile("/etc/os-release").catch(() => "");
+  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const memKb = /MemTotal:\s+(\d+) kB/.exec(meminfo);
+  return {
+    os: /PRETTY_NAME="?([^"\n]*)"?/.exec(osRelease)?.[1] ?? Deno.build.os,
+    kernel: Deno.osRelease(),
+    arch: Deno.build.arch,
+    cpu: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? "unknown",
+    cores: navigator.hardwareConcurrency,
+    memTotalBytes: memKb ? Number(memKb[1]) * 1024 : null,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+  };
+}
+
+async function gitCommit() {
+  const git = async (...args: string[]) => {
+    const { code, stdout } = await new Deno.Command("git", {
+      args: ["-C", root, ...args],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return code === 0 ? new TextDecoder().decode(stdout).trim() : undefined;
+  };
+  try {
+    return {
+      commit: await git("rev-parse", "HEAD"),
+      dirty: !!(await git("status", "--porcelain")),
+    };
+  } catch {
+    return { commit: undefined, dirty: undefined };
+  }
+}
+
+/** The first line of an error, for the table. */
+function failure(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return `failed: ${text.split("\n")[0].slice(0, 300)}`;
+}
+
+/** Things that went wrong but did not stop the run (a crashed seeder, restarted). */
+const problems: string[] = [];
+
+/**
+ * The p2p-share seeder the downloads of one size fetch from. Its peak RSS is sampled while it
+ * runs; if it dies between downloads, that is recorded and it is started again (it resumes from
+ * its work folder), so one crash costs one figure, not the whole benchmark.
+ */
+class SeederRun {
+  peakRssBytes = 0;
+  problems: string[] = [];
+  #seeder?: ReturnType<typeof spawnLines>;
+  #exited?: Deno.CommandStatus;
+  #port = 0;
+  #sampler?: ReturnType<typeof setInterval>;
+
+  constructor(
+    readonly dir: string,
+    readonly meta: string,
+    readonly source: string,
+    readonly workdir: string,
+    readonly limitMs: number,
+  ) {}
+
+  /** Starts the seeder and waits until it serves; returns the seconds that took (ingest). */
+  async start(): Promise<number> {
+    const started = performance.now();
+    const seeder = spawnLines(Deno.execPath(), [
       "run",
       "--allow-net=127.0.0.1",
-      `--allow-read=${dir}`,
-      join(root, "bench", "baseline_copy.ts"),
-      "send",
-      port,
-      file,
-    ]);
-    await recv.status;
-    return { seconds: (performance.now() - start) / 1000, peakRssBytes: 0 };
-  });
-  rows.push({
-    name: "baseline: Deno TCP copy + SHA-256",
-    seconds: baseline.seconds,
-    mbPerSec: mbps(size, baseline.seconds),
-  });
-
-  // seeder
-  const data = join(dir, "data");
-  const seedStart = performance.now();
-  seeder.child = new Deno.Command(deno, {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${dir}`,
-      `--allow-write=${data}`,
+      `--allow-read=${this.dir}`,
+      `--allow-write=${this.workdir}`,
       main,
       "seed",
       "--meta",
-      meta,
+      this.meta,
       "--source",
-      file,
+      this.source,
       "--workdir",
-      data,
+      this.workdir,
       "--host",
       "127.0.0.1",
       "--port",
       "0",
       "--json",
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  let port = 0;
-  const lines = seeder.child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  while (!port) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error("seeder exited before serving");
-    buffered += value;
-    for (const line of buffered.split("\n")) {
-      if (line.includes('"serving"')) port = JSON.parse(line).port;
-    }
-    buffered = buffered.slice(buffered.lastIndexOf("\n") + 1);
-  }
-  const ingestSeconds = (performance.now() - seedStart) / 1000;
-  rows.push({
-    name: "seed: ingest (verify + copy)",
-    seconds: ingestSeconds,
-    mbPerSec: mbps(size, ingestSeconds),
-  });
-  const drain = (async () => {
-    while (!(await lines.read()).done) { /* keep the pipe flowing */ }
-  })();
-
-  for (const parallel of [1, 4, 8]) {
-    const m = await medianOf(runs, async () => {
-      const work = join(dir, `dl-${parallel}`);
-      await Deno.remove(work, { recursive: true }).catch(() => {});
-      return await measure(deno, [
-        "run",
-        "--allow-net=127.0.0.1",
-        `--allow-read=${dir}`,
-        `--allow-write=${work}`,
-        main,
-        "download",
-        "--meta",
-        meta,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        String(port),
-        "--workdir",
-        work,
-        "--parallel",
-        String(parallel),
-      ]);
+    ]);
+    this.#seeder = seeder;
+    this.#exited = undefined;
+    seeder.child.status.then((status) => {
+      if (this.#seeder === seeder) this.#exited = status;
     });
-    rows.push({
-      name: `download --parallel ${parallel}`,
-      seconds: m.seconds,
-      mbPerSec: mbps(size, m.seconds),
-      peakRssMB: m.peakRssBytes / 1e6,
-      ratio: `${(100 * baseline.seconds / m.seconds).toFixed(0)}% of TCP baseline`,
-    });
-  }
-  const seederRss = readHwm(seeder.child.pid);
-  rows.push({ name: "seeder peak RSS", seconds: 0, mbPerSec: 0, peakRssMB: seederRss / 1e6 });
-  seeder.child.kill("SIGTERM");
-  await seeder.child.status;
-  await drain;
-
-  const swarm = await benchSwarm();
-  rows.push({
-    name: `swarm: 1 seeder + ${swarm.downloaders} downloaders`,
-    seconds: swarm.seconds,
-    mbPerSec: 0,
-    ratio: `${(swarm.seconds / swarm.lowerBoundSeconds).toFixed(2)}x the Kumar-Ross bound ${
-      swarm.lowerBoundSeconds.toFixed(1)
-    } s (F=${swarm.fileBytes / 2 ** 20} MiB, u=${swarm.uploadBytesPerSec / 2 ** 20} MiB/s each)`,
-  });
-  const tracker = await benchTracker();
-  rows.push({
-    name: `tracker: ${tracker.peers} peers, ${tracker.swarms} swarms`,
-    seconds: 0,
-    mbPerSec: 0,
-    ratio: `${tracker.announcesPerSec.toFixed(0)} announces/s, p50 ${
-      tracker.p50Ms.toFixed(2)
-    } ms, p99 ${tracker.p99Ms.toFixed(2)} ms`,
-  });
-
-  const machine =
-    `${Deno.build.os} ${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`;
-  console.log(
-    `\np2p-share benchmark: ${
-      (size / 2 ** 20).toFixed(0)
-    } MiB file, loopback, warm cache, median of ${runs}; ${machine}\n`,
-  );
-  console.log(
-    `${"figure".padEnd(36)} ${"seconds".padStart(8)} ${"MB/s".padStart(8)} ${
-      "peak RSS MB".padStart(12)
-    }  compared`,
-  );
-  for (const r of rows) {
-    console.log(
-      `${r.name.padEnd(36)} ${r.seconds ? r.seconds.toFixed(2).padStart(8) : "".padStart(8)} ${
-        r.mbPerSec ? r.mbPerSec.toFixed(0).padStart(8) : "".padStart(8)
-      } ${r.peakRssMB ? r.peakRssMB.toFixed(0).padStart(12) : "".padStart(12)}  ${r.ratio ?? ""}`,
+    this.#sampler ??= setInterval(() => {
+      if (this.#seeder && !this.#exited) {
+        this.peakRssBytes = Math.max(this.peakRssBytes, readHwm(this.#seeder.child.pid));
+      }
+    }, 50);
+    const serving = await seeder.next(
+      (l) => l.includes('"serving"'),
+      this.limitMs,
+      "the seeder's serving event",
     );
+    this.#port = JSON.parse(serving).port;
+    seeder.drain();
+    return (performance.now() - started) / 1000;
   }
-  if (skipped.length) console.log(`\nskipped: ${skipped.join(", ")}`);
+
+  /** The seeder's port; a seeder found dead is recorded (`when`) and started again. */
+  async ensure(when: string): Promise<number> {
+    if (this.#exited) {
+      this.problems.push(
+        `exited with code ${this.#exited.code}${
+          this.#exited.signal ? ` (${this.#exited.signal})` : ""
+        } ${when}; restarted`,
+      );
+      await this.#seeder?.stop();
+      await this.start();
+    }
+    return this.#port;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#sampler);
+    await this.#seeder?.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One file size
+
+/** What the other sizes compare their memory with. */
+const firstSize: { seeder?: Figure; downloads: Map<number, Figure> } = { downloads: new Map() };
+
+async function benchSize(dir: string, size: number, full: boolean): Promise<void> {
+  const label = sizeLabel(size);
+  const r = full ? runs : 1;
+  const limitMs = runLimitMs(size);
+  const file = join(dir, `payload-${size}.bin`);
+  const meta = `${file}.p2pmeta`;
+  console.log(`bench: ${label}: writing random bytes to ${file}`);
+  await writeRandomFile(file, size);
+
+  // create against openssl
+  const createArgs = ["run", `--allow-read=${dir}`, `--allow-write=${dir}`, main, "create", file];
+  const create = await medianOf(
+    r,
+    () => measure(Deno.execPath(), [...createArgs, "-o", meta], limitMs),
+  );
+  const createFigure: Figure = {
+    name: `create ${label}`,
+    sizeBytes: size,
+    seconds: create.seconds,
+    mbPerSec: mbps(size, create.seconds),
+    peakRssMB: create.peakRssBytes / 1e6,
+  };
+  const metaJson = JSON.parse(await Deno.readTextFile(meta));
+  const pieceLength = metaJson.info.pieceLength as number;
+  createFigure.detail = `pieces of ${formatBytes(pieceLength)}`;
+  figures.push(createFigure);
+  const external = { runs, workDir: dir, runTimeoutMs: limitMs };
+  if (full) {
+    console.log(`bench: ${label}: openssl, curl, aria2c`);
+    checkSpeed(createFigure, addExternal(await benchOpensslSha256(file, external), size), {
+      min: 0.8,
+      percent: true,
+    });
+  }
+
+  // baselines
+  let tcpBaseline: Figure | undefined;
+  let aria2Http: Figure | undefined;
+  let aria2Bt: Figure | undefined;
+  if (full) {
+    const hashSeconds = hashSecondsInMemory(size);
+    figures.push({
+      name: "Deno SHA-256, node:crypto, 1 core, in memory",
+      seconds: hashSeconds,
+      mbPerSec: mbps(size, hashSeconds),
+      detail: "baseline: what hashing allows",
+    });
+    const [curl, http] = await benchHttp(file, external);
+    addExternal(curl, size);
+    aria2Http = addExternal(http, size);
+    aria2Bt = addExternal(await benchAria2BitTorrent(file, external), size);
+    const cp = await medianOf(r, () => measure("cp", [file, join(dir, "cp.bin")], limitMs));
+    await Deno.remove(join(dir, "cp.bin"));
+    figures.push({
+      name: `cp ${label}`,
+      sizeBytes: size,
+      seconds: cp.seconds,
+      mbPerSec: mbps(size, cp.seconds),
+      detail: "baseline: the disk copy alone",
+    });
+    for (const mode of ["tcp", "node"]) {
+      const out = join(dir, "tcp.bin");
+      const m = await medianOf(r, async () => {
+        const sender = spawnLines(Deno.execPath(), [
+          "run",
+          "--allow-net=127.0.0.1",
+          `--allow-read=${dir}`,
+          baselineScript,
+          "send",
+          file,
+        ]);
+        try {
+          const { port } = JSON.parse(
+            await sender.next((l) => l.includes('"port"'), 30_000, "the baseline sender's port"),
+          );
+          return await measure(Deno.execPath(), [
+            "run",
+            "--allow-net=127.0.0.1",
+            `--allow-read=${dir}`,
+            `--allow-write=${dir}`,
+            baselineScript,
+            "recv",
+            String(port),
+            out,
+            meta,
+            mode,
+          ], limitMs);
+        } finally {
+          await sender.stop();
+          await Deno.remove(out).catch(() => {});
+        }
+      });
+      const figure: Figure = {
+        name: mode === "tcp"
+          ? "Deno loopback TCP, 1 MiB writes, no hash"
+          : "Deno TCP copy + SHA-256 check + write",
+        sizeBytes: size,
+        seconds: m.seconds,
+        mbPerSec: mbps(size, m.seconds),
+        peakRssMB: m.peakRssBytes / 1e6,
+        detail: mode === "tcp"
+          ? "baseline: what the transport allows"
+          : "baseline: minimal verified transfer",
+      };
+      figures.push(figure);
+      if (mode === "node") tcpBaseline = figure;
+    }
+  }
+
+  // seeder, then the downloads from it
+  const data = join(dir, "data");
+  console.log(`bench: ${label}: seeder ingest, then download --parallel 1, 4, 8`);
+  const seeding = new SeederRun(dir, meta, file, data, limitMs);
+  const seederFigure: Figure = {
+    name: `seeder ${label}: peak RSS`,
+    sizeBytes: size,
+    detail: "ingest, then every download of this size served",
+  };
+  try {
+    await settleDisk();
+    const ingestSeconds = await seeding.start();
+    figures.push({
+      name: `seed ${label}: ingest (verify + copy)`,
+      sizeBytes: size,
+      seconds: ingestSeconds,
+      mbPerSec: mbps(size, ingestSeconds),
+    });
+    for (const parallel of [1, 4, 8]) {
+      const figure: Figure = { name: `download ${label} --parallel ${parallel}`, sizeBytes: size };
+      figures.push(figure);
+      try {
+        const m = await medianOf(r, async () => {
+          const port = await seeding.ensure(`before download --parallel ${parallel}`);
+          const work = join(dir, `dl-${parallel}`);
+          try {
+            return await measure(Deno.execPath(), [
+              "run",
+              "--allow-net=127.0.0.1",
+              `--allow-read=${dir}`,
+              `--allow-write=${work}`,
+              main,
+              "download",
+              "--meta",
+              meta,
+              "--host",
+              "127.0.0.1",
+              "--port",
+              String(port),
+              "--workdir",
+              work,
+              "--parallel",
+              String(parallel),
+            ], limitMs);
+          } finally {
+            await Deno.remove(work, { recursive: true }).catch(() => {});
+          }
+        });
+        Object.assign(figure, {
+          seconds: m.seconds,
+          mbPerSec: mbps(size, m.seconds),
+          peakRssMB: m.peakRssBytes / 1e6,
+          detail: full ? "" : "1 run",
+        });
+      } catch (error) {
+        figure.skipped = failure(error);
+        skipped.push(`${figure.name}: ${figure.skipped}`);
+      }
+      if (full) {
+        checkSpeed(figure, aria2Http ?? { name: "aria2c -x4 HTTP (nginx)" }, {
+          min: 1,
+          strict: true,
+        });
+        checkSpeed(figure, aria2Bt ?? { name: "aria2c BitTorrent" }, { min: 3 });
+        checkSpeed(figure, tcpBaseline ?? { name: "Deno TCP copy + SHA-256" }, {
+          min: 0.7,
+          percent: true,
+        });
+      }
+      checkRss(figure, "downloader");
+      if (full) firstSize.downloads.set(parallel, figure);
+      else checkRssGrowth(figure, firstSize.downloads.get(parallel));
+    }
+    await seeding.ensure("after the downloads");
+  } catch (error) {
+    seederFigure.skipped = failure(error);
+    skipped.push(`${seederFigure.name}: ${seederFigure.skipped}`);
+  } finally {
+    await seeding.stop();
+  }
+  if (seeding.problems.length) {
+    seederFigure.detail = `${seederFigure.detail}; ${seeding.problems.join("; ")}`;
+    problems.push(...seeding.problems.map((p) => `seeder ${label}: ${p}`));
+  }
+  seederFigure.peakRssMB = seeding.peakRssBytes / 1e6 || undefined;
+  figures.push(seederFigure);
+  checkRss(seederFigure, "seeder");
+  if (full) firstSize.seeder = seederFigure;
+  else checkRssGrowth(seederFigure, firstSize.seeder);
+  await Deno.remove(data, { recursive: true }).catch(() => {});
+  await Deno.remove(file).catch(() => {});
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const missingTools = [];
+for (const tool of ["aria2c", "curl", "nginx", "openssl"]) {
+  if (!(await which(tool))) missingTools.push(tool);
+}
+if (missingTools.length) {
+  console.log(`bench: not installed: ${missingTools.join(", ")} (bench/setup.sh installs them)`);
+}
+for (const s of allSizes.slice(sizes.length)) skipped.push(`${sizeLabel(s)} file: --quick`);
+
+const dir = await Deno.makeTempDir({ dir: root, prefix: ".bench-" });
+const startedAt = new Date();
+try {
+  for (const [i, size] of sizes.entries()) {
+    try {
+      await benchSize(dir, size, i === 0);
+    } catch (error) {
+      problems.push(`${sizeLabel(size)} file: ${failure(error)}`);
+    }
+    if (i === 0) {
+      console.log("bench: swarm");
+      const swarm = await benchSwarm().catch((error) => {
+        problems.push(`swarm: ${failure(error)}`);
+      });
+      if (swarm) {
+        const swarmFigure: Figure = {
+          name: `swarm: 1 seeder + ${swarm.downloaders} downloaders, ${
+            formatBytes(swarm.fileBytes)
+          }`,
+          seconds: swarm.seconds,
+          detail: `u = ${formatBytes(swarm.uploadBytesPerSec)}/s each; seeder sent ${
+            swarm.seederCopies.toFixed(2)
+          } copies`,
+        };
+        figures.push(swarmFigure);
+        checks.push({
+          figure: swarmFigure.name,
+          against: `Kumar-Ross bound ${swarm.lowerBoundSeconds.toFixed(1)} s`,
+          measured: `${swarm.ratio.toFixed(2)}x`,
+          target: `<= ${SWARM_RATIO_AIM}x`,
+          met: swarm.ratio <= SWARM_RATIO_AIM,
+        });
+      }
+      console.log("bench: tracker");
+      const tracker = await benchTracker().catch((error) => {
+        problems.push(`tracker: ${failure(error)}`);
+      });
+      if (tracker) {
+        figures.push({
+          name: `tracker: ${tracker.peers} peers, ${tracker.swarms} swarms`,
+          detail: `${tracker.announcesPerSec.toFixed(0)} announces/s, p50 ${
+            tracker.p50Ms.toFixed(2)
+          } ms, p99 ${tracker.p99Ms.toFixed(2)} ms (reported, no target)`,
+        });
+      }
+    }
+  }
+
+  const host = await machine();
+  const commit = await gitCommit();
+  const title = `p2p-share benchmark: ${sizes.map(sizeLabel).join(" and ")} file${
+    sizes.length > 1 ? "s" : ""
+  }, loopback, warm cache, median of ${runs}; ${host.cores} cores, ${
+    host.memTotalBytes ? formatBytes(host.memTotalBytes) : "?"
+  } memory, ${host.os}, Deno ${host.deno}`;
+  console.log(`\n${title}\n\n${renderTable()}`);
+  const met = checks.filter((c) => c.met === true).length;
+  const notMet = checks.filter((c) => c.met === false).length;
+  const na = checks.filter((c) => c.met === null).length;
+  console.log(`\ntargets: ${met} met, ${notMet} not met${na ? `, ${na} not measurable` : ""}`);
+  if (skipped.length) console.log(`skipped: ${skipped.join("; ")}`);
+  if (problems.length) console.log(`problems: ${problems.join("; ")}`);
   await Deno.writeTextFile(
     outPath,
     JSON.stringify(
-      { date: new Date().toISOString(), machine, sizeBytes: size, runs, rows, skipped },
+      {
+        date: startedAt.toISOString(),
+        ...commit,
+        machine: host,
+        sizesBytes: sizes,
+        runs,
+        quick: values.quick,
+        figures,
+        targets: checks,
+        summary: { met, notMet, notMeasurable: na },
+        skipped,
+        problems,
+      },
       null,
       2,
     ) + "\n",
   );
-  console.log(`\nwrote ${outPath}`);
+  console.log(`wrote ${outPath}`);
 } finally {
-  try {
-    seeder.child?.kill("SIGKILL");
-  } catch { /* already gone */ }
+  for (const child of live) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
   await Deno.remove(dir, { recursive: true });
 }

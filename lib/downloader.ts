@@ -19,6 +19,8 @@ import {
 } from "./peer_conn.ts";
 import { PiecePicker } from "./picker.ts";
 import { RateMeter } from "./rate.ts";
+import { AuthGate, secureHandshakeAsInitiator } from "./secure_handshake.ts";
+import type { SecureStream } from "./tls_transport.ts";
 import type { RateLimiter } from "./rate_limit.ts";
 import { type PeerSnapshot, PieceState } from "./snapshot.ts";
 import type { ShareStorage } from "./storage.ts";
@@ -83,6 +85,8 @@ export interface DownloadOptions {
   maxPeers?: number;
   /** Our peer id (so a tracker and peers see one identity). */
   peerId?: Uint8Array;
+  /** Encrypted transport (with a TLS `dialer`): prove we hold the share with this key. */
+  secure?: { key: CryptoKey };
   /** The port we accept peers on, told to every peer we connect to (swarm). */
   listenPort?: number;
   /** Called after each verified piece is stored (to tell our own uploaders). */
@@ -489,7 +493,10 @@ export class DownloadSession {
       } catch (err) {
         why = errorMessage(err);
         refused = err instanceof Deno.errors.ConnectionRefused;
-        if (err instanceof ProtocolError && /info hash mismatch|another share|banned/.test(why)) {
+        if (
+          err instanceof ProtocolError &&
+          /info hash mismatch|another share|banned|encrypted transport|authentication/.test(why)
+        ) {
           record.banned = true; // the peer serves something else, or refuses us: never useful
           this.noteProblem(why);
           return;
@@ -556,7 +563,14 @@ export class DownloadSession {
       settle();
       throw err;
     }
-    const conn = new PeerConnection(stream, record.key, this.options.timing ?? DEFAULT_TIMING);
+    const secure = this.options.secure;
+    // Encrypted: the gate holds the responder's messages until its proof has been checked.
+    const gate = secure ? new AuthGate(stream) : undefined;
+    const conn = new PeerConnection(
+      gate ?? stream,
+      record.key,
+      this.options.timing ?? DEFAULT_TIMING,
+    );
     const onAbort = () => conn.close("download ended");
     this.signal.addEventListener("abort", onAbort, { once: true });
     const assemblies = new Map<number, Assembly>();
@@ -677,7 +691,16 @@ export class DownloadSession {
     };
 
     try {
-      const hello = await conn.handshakeAsInitiator(this.infoHash, this.peerId);
+      const hello = secure && gate
+        ? await secureHandshakeAsInitiator(conn, {
+          gate,
+          infoHash: this.infoHash,
+          peerId: this.peerId,
+          key: secure.key,
+          localFp: (stream as SecureStream).localCertFingerprint,
+          peerFp: (stream as SecureStream).peerCertFingerprint,
+        })
+        : await conn.handshakeAsInitiator(this.infoHash, this.peerId);
       live.peerId = hello.peerId;
       if (this.bannedIds.has(hello.peerId)) {
         record.banned = true;

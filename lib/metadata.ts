@@ -42,7 +42,7 @@ export const MAX_COMMENT_CHARS = 4096;
 /** Most entries (files and empty folders) in one directory share. */
 export const MAX_FILES = 1_000_000;
 
-const INFO_KEYS = new Set(["name", "length", "pieceLength", "pieces", "files"]);
+const INFO_KEYS = new Set(["name", "length", "pieceLength", "pieces", "files", "private", "salt"]);
 const FILE_KEYS = new Set(["path", "length", "dir"]);
 
 /**
@@ -68,6 +68,17 @@ export interface Info {
   pieceLength: number;
   /** SHA-256 of every piece, lower-case hex, in order. */
   pieces: string[];
+  /**
+   * A private share (`create --private`): peers always encrypt, and only holders of this
+   * metadata can connect at all. Part of `info`, so it cannot be stripped without changing the
+   * info hash.
+   */
+  private?: true;
+  /**
+   * 32 random bytes (hex) of a private share: nobody can rebuild `info` (and so the share key)
+   * from the file alone.
+   */
+  salt?: string;
   /**
    * Present only for a directory share: its files and empty folders in canonical order
    * ({@linkcode comparePaths}); pieces run over the files concatenated in this order.
@@ -234,6 +245,16 @@ export async function parseMetadata(text: string): Promise<Metadata> {
     pieces: expectStringArray(raw.info.pieces, "info.pieces"),
   };
   if (raw.info.files !== undefined) info.files = parseFiles(raw.info.files);
+  if (raw.info.private !== undefined) {
+    if (raw.info.private !== true) {
+      throw new MetadataError(`"info.private" must be true when present`);
+    }
+    info.private = true;
+  }
+  if (raw.info.salt !== undefined) info.salt = expectString(raw.info.salt, "info.salt");
+  if (info.salt !== undefined && !/^[0-9a-f]{64}$/.test(info.salt)) {
+    throw new MetadataError(`"info.salt" must be 64 lower-case hex digits`);
+  }
   validateInfo(info);
   const infoHash = await computeInfoHash(info);
   if (raw.infoHash !== undefined && raw.infoHash !== infoHash) {

@@ -14,7 +14,9 @@ import { type ByteStream, type ConnTiming, DEFAULT_TIMING, PeerConnection } from
 import { RateMeter } from "./rate.ts";
 import { type RateLimiter, throttle } from "./rate_limit.ts";
 import type { PeerSnapshot } from "./snapshot.ts";
+import { AuthGate, secureHandshakeAsResponder } from "./secure_handshake.ts";
 import type { ShareStorage } from "./storage.ts";
+import type { SecureListener, SecureStream } from "./tls_transport.ts";
 import { fromHex } from "./units.ts";
 import {
   allocPieceFrame,
@@ -53,6 +55,12 @@ export interface PeerServerOptions {
   isBanned?: (peerId: string) => boolean;
   /** Bytes per second the peer with this id uploads to us (tit for tat); 0 when unknown. */
   rateFromPeer?: (peerId: string) => number;
+  /**
+   * Encrypted transport: connections come from {@linkcode PeerServer.serveSecure} and each peer
+   * must prove it holds the share (the key derived from its metadata) before anything flows;
+   * for a private share a stranger gets nothing but a closed connection.
+   */
+  secure?: { key: CryptoKey; private: boolean };
   /** A connected peer said it accepts peers on `port` at its address: fetch from it too. */
   onPeerListening?: (peer: { hostname: string; port: number }) => void;
 }
@@ -171,6 +179,29 @@ export class PeerServer {
     }
   }
 
+  /** Like {@linkcode PeerServer.serve}, for an encrypted listener. */
+  async serveSecure(listener: SecureListener, signal: AbortSignal): Promise<void> {
+    const onAbort = () => listener.close();
+    signal.addEventListener("abort", onAbort, { once: true });
+    this.#chokeTimer = setInterval(() => this.#rechoke(), CHOKE_INTERVAL_MS);
+    try {
+      for await (const stream of listener.accept()) {
+        if (signal.aborted) {
+          stream.close();
+          break;
+        }
+        this.handle(stream, stream.remote, stream.hostname);
+      }
+    } finally {
+      clearInterval(this.#chokeTimer);
+      signal.removeEventListener("abort", onAbort);
+      listener.close();
+      for (const c of this.#pending) c.close("shutting down");
+      for (const p of this.#peers) p.conn.close("shutting down");
+      await Promise.allSettled([...this.#tasks]);
+    }
+  }
+
   /** Takes over one accepted stream (any transport). */
   handle(stream: ByteStream, remote: string, hostname = ""): void {
     const task = this.#servePeer(stream, remote, hostname).finally(() => this.#tasks.delete(task));
@@ -230,7 +261,10 @@ export class PeerServer {
   }
 
   async #servePeer(stream: ByteStream, remote: string, hostname: string): Promise<void> {
-    const conn = new PeerConnection(stream, remote, this.#options.timing ?? DEFAULT_TIMING);
+    const secure = this.#options.secure;
+    // Encrypted: the gate holds everything the peer sends until it has proved it holds the share.
+    const gate = secure ? new AuthGate(stream) : undefined;
+    const conn = new PeerConnection(gate ?? stream, remote, this.#options.timing ?? DEFAULT_TIMING);
     const sink = this.#options.sink;
     if (
       this.#peers.size + this.#pending.size >=
@@ -247,10 +281,22 @@ export class PeerServer {
     let peer: Incoming | undefined;
     try {
       const ours = this.storage.meta.infoHash;
-      const hello = await conn.handshakeAsResponder(
-        (theirs) => theirs === ours ? this.#infoHash : undefined,
-        this.#options.peerId,
-      );
+      const hello = secure && gate
+        ? await secureHandshakeAsResponder(conn, {
+          gate,
+          accept: (theirs) =>
+            theirs === ours
+              ? { key: secure.key, ourInfoHash: this.#infoHash, private: secure.private }
+              : undefined,
+          peerId: this.#options.peerId,
+          localFp: (stream as SecureStream).localCertFingerprint,
+          peerFp: (stream as SecureStream).peerCertFingerprint,
+          privateOnly: secure.private,
+        })
+        : await conn.handshakeAsResponder(
+          (theirs) => theirs === ours ? this.#infoHash : undefined,
+          this.#options.peerId,
+        );
       clearTimeout(handshakeTimer);
       if (this.#options.isBanned?.(hello.peerId)) {
         throw new ProtocolError(`banned: peer ${remote} sent data that failed verification`);
@@ -322,6 +368,8 @@ export class PeerServer {
         await pending; // one write in flight while the next block is read
         if (conn.closed) return;
         pending = conn.send(frame);
+        // Awaited before the next write; until then a broken pipe must not go unhandled.
+        pending.catch(() => {});
         this.bytesUploaded += req.length;
         peer.bytesToThem += req.length;
         const now = performance.now();

@@ -9,6 +9,7 @@
  */
 
 import { ProtocolError } from "./errors.ts";
+import { looksLikeTlsFrameLength } from "./tls_sniff.ts";
 
 /** Protocol identifier carried by every handshake. */
 export const PROTOCOL_MAGIC = new TextEncoder().encode("P2PSHARE");
@@ -327,6 +328,9 @@ export class FrameDecoder {
   nextBody(): Uint8Array | undefined {
     if (this.#buffered < 4) return undefined;
     const length = this.#peekLength();
+    if (this.maxFrameBytes === MAX_HANDSHAKE_FRAME_BYTES && looksLikeTlsFrameLength(length)) {
+      throw new ProtocolError("tried an encrypted connection; this peer runs without --encrypt");
+    }
     if (length > this.maxFrameBytes) {
       throw new ProtocolError(
         `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}`,

@@ -17,6 +17,7 @@ const CORE_FILES = [
   "glob.ts",
   "choker.ts",
   "share_auth.ts",
+  "tls_sniff.ts",
 ];
 
 const LIB = new URL("../lib/", import.meta.url);

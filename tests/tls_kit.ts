@@ -1,0 +1,138 @@
+/**
+ * @module tls_kit
+ * Shared kit for the encrypted-transport tests: identities made once per test file in a temp
+ * folder, a listener plus a dialed pair on 127.0.0.1 port 0, and byte helpers. Does I/O.
+ * Everything it opens has an owner that closes it (the sanitizers are on).
+ */
+
+import { type Identity, makeSelfSignedCertificate, PEER_CERT_CN } from "../lib/identity.ts";
+import {
+  type AcceptedSecureStream,
+  listenSecure,
+  type SecureListener,
+  type SecureStream,
+  tlsDialer,
+} from "../lib/tls_transport.ts";
+
+/** A fresh peer identity (not stored: tests that need files use `loadOrCreateIdentity`). */
+export function peerIdentity(): Promise<Identity> {
+  return makeSelfSignedCertificate({ commonName: PEER_CERT_CN });
+}
+
+/** A listener on 127.0.0.1 port 0 with the refusals it reported. */
+export interface TestListener extends AsyncDisposable {
+  listener: SecureListener;
+  port: number;
+  refusals: { remote: string; reason: string }[];
+  /** Resolves on the next refusal. */
+  nextRefusal(): Promise<{ remote: string; reason: string }>;
+  /** The next accepted connection. */
+  next(): Promise<AcceptedSecureStream>;
+}
+
+/** Starts a secure listener on 127.0.0.1, port 0. */
+export async function testListener(identity: Identity): Promise<TestListener> {
+  const refusals: { remote: string; reason: string }[] = [];
+  let onRefusal: ((r: { remote: string; reason: string }) => void) | undefined;
+  const listener = await listenSecure({
+    hostname: "127.0.0.1",
+    port: 0,
+    identity,
+    onRefused: (remote, reason) => {
+      refusals.push({ remote, reason });
+      onRefusal?.({ remote, reason });
+    },
+  });
+  const incoming = listener.accept()[Symbol.asyncIterator]();
+  return {
+    listener,
+    port: listener.addr.port,
+    refusals,
+    nextRefusal: () => new Promise((resolve) => (onRefusal = resolve)),
+    async next() {
+      const { done, value } = await incoming.next();
+      if (done) throw new Error("listener closed");
+      return value;
+    },
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await incoming.return?.();
+    },
+  };
+}
+
+/** Dials 127.0.0.1:`port` with `identity`. */
+export function dialLocal(identity: Identity, port: number): Promise<SecureStream> {
+  return tlsDialer(identity)({ hostname: "127.0.0.1", port }, AbortSignal.timeout(10_000));
+}
+
+/** Closes both ends and waits (10 s at most) until both sockets are gone. */
+export async function closeBoth(...streams: SecureStream[]): Promise<void> {
+  for (const s of streams) s.close();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      Promise.all(streams.map((s) => s.closed)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("a socket did not close within 10 s")), 10_000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads a stream to its end, returning the byte count and the SHA-256 of what was read. */
+export async function drain(
+  readable: ReadableStream<Uint8Array>,
+): Promise<{ bytes: number; sha256: string }> {
+  const { createHash } = await import("node:crypto");
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of readable) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { bytes, sha256: hash.digest("hex") };
+}
+
+/** A deterministic pseudo-random block (xorshift), so the data is not all zeros. */
+export function patternBytes(length: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** Reads everything a plain `Deno.Conn` receives until the peer closes (bounded by a timeout). */
+export async function readAllPlain(conn: Deno.Conn, timeoutMs = 10_000): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    const buf = new Uint8Array(64 * 1024);
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await conn.read(buf);
+      } catch {
+        break; // reset or closed by the timer: what arrived is what counts
+      }
+      if (n === null) break;
+      parts.push(buf.slice(0, n));
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
