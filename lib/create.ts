@@ -36,6 +36,17 @@ export interface CreateOptions {
   followSymlinks?: boolean;
   /** Receives a `warning` for each entry of a folder that is skipped. */
   sink?: EventSink;
+  /** A private share: always encrypted, only holders of the metadata can connect. */
+  private?: boolean;
+}
+
+/**
+ * The info fields of a private share: the flag, and a random salt so that nobody can rebuild
+ * the info section (and so the share key) from the file alone.
+ */
+function privacy(options: CreateOptions): { private?: true; salt?: string } {
+  if (!options.private) return {};
+  return { private: true, salt: toHex(crypto.getRandomValues(new Uint8Array(32))) };
 }
 
 /** Program name and version written into metadata as its creator. */
@@ -64,7 +75,7 @@ export async function createMetadata(path: string, options: CreateOptions = {}):
     await handle.close();
   }
   return await buildMetadata(
-    { name: basename(path), length: info.size, pieceLength, pieces },
+    { name: basename(path), length: info.size, pieceLength, pieces, ...privacy(options) },
     buildOptions(options),
   );
 }
@@ -184,7 +195,7 @@ async function createFolderMetadata(root: string, options: CreateOptions): Promi
   try {
     // `files` before `pieces`, so people reading the file see the list first.
     return await buildMetadata(
-      { name, length, pieceLength, files, pieces },
+      { name, length, pieceLength, files, pieces, ...privacy(options) },
       buildOptions(options),
     );
   } catch (err) {

@@ -27,7 +27,10 @@ export async function readMetadataFile(path: string): Promise<Metadata> {
   }
 }
 
-/** Writes a metadata file (atomically enough for a file written once). */
+/**
+ * Writes a metadata file (atomically enough for a file written once). A private share's
+ * metadata is the key to it, so it is readable by its owner only.
+ */
 export async function writeMetadataFile(path: string, meta: Metadata): Promise<void> {
-  await Deno.writeTextFile(path, encodeMetadata(meta));
+  await Deno.writeTextFile(path, encodeMetadata(meta), meta.info.private ? { mode: 0o600 } : {});
 }

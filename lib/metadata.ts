@@ -195,10 +195,11 @@ export function encodeMetadata(meta: Metadata): string {
   if (meta.createdBy !== undefined) out.createdBy = meta.createdBy;
   if (meta.creationDate !== undefined) out.creationDate = meta.creationDate;
   const { name, length, pieceLength, files, pieces } = meta.info;
+  const privacy = meta.info.private ? { private: true, salt: meta.info.salt } : {};
   // JSON.stringify puts each piece hash on its own line; each file entry gets one line too.
   out.info = files === undefined
-    ? { name, length, pieceLength, pieces }
-    : { name, length, pieceLength, files: FILES_MARKER, pieces };
+    ? { name, length, pieceLength, ...privacy, pieces }
+    : { name, length, pieceLength, ...privacy, files: FILES_MARKER, pieces };
   const text = JSON.stringify(out, null, 2);
   if (files === undefined) return `${text}\n`;
   const list = files.length === 0

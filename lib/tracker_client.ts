@@ -1,8 +1,9 @@
 /**
  * @module tracker_client
- * Talking to trackers: normalising tracker addresses people type, one announce over `fetch`,
- * and the {@linkcode Announcer} that keeps a seeder or downloader registered for as long as it
- * runs. Shell: does network I/O and owns timers (all cleared on stop).
+ * Talking to trackers: normalising tracker addresses people type, one announce over `fetch`
+ * (over {@linkcode trackerFetch} for `https:` trackers, with the chosen certificate trust), and
+ * the {@linkcode Announcer} that keeps a seeder or downloader registered for as long as it runs.
+ * Shell: does network I/O and owns timers (all cleared on stop).
  *
  * A tracker's answer is hostile input: its size is bounded, its JSON checked field by field,
  * and peers with unusable addresses are dropped rather than trusted.
@@ -10,6 +11,12 @@
 
 import { errorMessage, UsageError } from "./errors.ts";
 import type { EventSink } from "./events.ts";
+import {
+  parsePin,
+  TrackerCertificateError,
+  trackerFetch,
+  type TrackerTrust,
+} from "./https_trust.ts";
 import { normalizeIp } from "./swarm_table.ts";
 
 /** Port assumed when a tracker is given as a bare host with no scheme and no port. */
@@ -74,6 +81,11 @@ export interface AnnounceOptions {
   numwant?: number;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /**
+   * How an `https:` tracker's certificate is trusted: a CA file (`--tracker-ca`), a pinned
+   * SHA-256 fingerprint (`--tracker-pin`), or neither (the system roots). Unused for `http:`.
+   */
+  trust?: TrackerTrust;
 }
 
 /**
@@ -135,9 +147,14 @@ export function normalizeTrackerUrl(text: string): string {
  *
  * @param url an announce URL (see {@linkcode normalizeTrackerUrl})
  * @param params who we are and how far along
- * @param options the event, `numwant`, a signal and a timeout (default 10 s)
+ * @param options the event, `numwant`, a signal, a timeout (default 10 s), and for an `https:`
+ *   tracker how its certificate is trusted
  * @returns the tracker's interval, counts and peers (unusable peer entries dropped)
- * @throws {Error} with a one-line message naming the tracker when it is unreachable, slow,
+ * @throws {TrackerCertificateError} `tracker https://HOST:PORT/announce: certificate refused:
+ *   REASON` when an `https:` tracker's certificate is untrusted, expired, not yet valid, for
+ *   another host or not the pinned one (nothing was sent to it);
+ *   {UsageError} for an unreadable `trust.caFile` or a malformed `trust.pinSha256`;
+ *   {Error} with a one-line message naming the tracker when it is unreachable, slow,
  *   answers with an error, or answers something malformed; the signal's reason when aborted
  */
 export async function announce(
@@ -171,11 +188,28 @@ export async function announce(
   try {
     let res: Response;
     try {
-      res = await fetch(target, { signal, redirect: "manual" });
+      res = target.protocol === "https:"
+        ? await trackerFetch(target, { signal, redirect: "manual" }, options.trust ?? {}, {
+          maxBodyBytes: MAX_RESPONSE_BYTES,
+        })
+        : await fetch(target, { signal, redirect: "manual" });
     } catch (err) {
       if (options.signal?.aborted) throw options.signal.reason;
       if (timeout.signal.aborted) {
         throw new Error(`${label}: ${errorMessage(timeout.signal.reason)}`);
+      }
+      if (err instanceof TrackerCertificateError) {
+        // Its message names the tracker's origin; name the announce URL like every other line.
+        const reason = err.message.replace(/^.*?: certificate refused: /s, "");
+        throw new TrackerCertificateError(`${label}: certificate refused: ${reason}`, {
+          cause: err,
+        });
+      }
+      if (err instanceof UsageError) throw err;
+      if (/tracker answer larger than/.test(errorMessage(err))) {
+        throw new Error(`${label}: answer too large (over ${MAX_RESPONSE_BYTES} bytes)`, {
+          cause: err,
+        });
       }
       throw new Error(`${label}: unreachable (${describeFetchError(err)})`, { cause: err });
     }
@@ -356,6 +390,13 @@ export interface AnnouncerOptions {
   numwant?: number;
   /** Time one announce may take (default 10 s). */
   timeoutMs?: number;
+  /**
+   * How `https:` trackers' certificates are trusted (`--tracker-ca FILE`, `--tracker-pin
+   * SHA256`); neither: the system roots. A refused certificate is one `warning` per outage
+   * (`tracker URL: certificate refused: REASON; ...`), and announcing goes on retrying with
+   * backoff, since the certificate or the trust may be fixed while this runs.
+   */
+  trust?: TrackerTrust;
   /** Backoff after a failure (defaults 1 s doubling to 60 s); tests shorten it. */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
@@ -370,6 +411,8 @@ interface TrackerState {
   completedPending: boolean;
   failures: number;
   outage: boolean;
+  /** What the current outage's warning said: a refused certificate or any other failure. */
+  outageKind: "certificate" | "other" | undefined;
   /** Aborted to cut the current wait short (after `completed()`). */
   wake: AbortController;
   /** Resolved after the next attempt ends. */
@@ -405,10 +448,12 @@ export class Announcer {
   #stopping: Promise<void> | undefined;
 
   /**
-   * @param options trackers, the parameter source, the event sink and the peer callback
-   * @throws {UsageError} when a URL is not a tracker address
+   * @param options trackers, the parameter source, the event sink, the peer callback and the
+   *   certificate trust for `https:` trackers
+   * @throws {UsageError} when a URL is not a tracker address or the pin is malformed
    */
   constructor(options: AnnouncerOptions) {
+    if (options.trust?.pinSha256 !== undefined) parsePin(options.trust.pinSha256);
     this.#options = options;
     const urls = [...new Set(options.urls.map(normalizeTrackerUrl))];
     this.#trackers = urls.map((url) => ({
@@ -418,6 +463,7 @@ export class Announcer {
       completedPending: false,
       failures: 0,
       outage: false,
+      outageKind: undefined,
       wake: new AbortController(),
       waiters: [],
     }));
@@ -477,6 +523,7 @@ export class Announcer {
             event: "stopped",
             numwant: 0,
             timeoutMs: STOP_TIMEOUT_MS,
+            trust: this.#options.trust,
           });
         } catch {
           // Best effort: the tracker drops us after its grace period anyway.
@@ -505,6 +552,7 @@ export class Announcer {
           numwant: this.#options.numwant,
           signal: halt,
           timeoutMs: this.#options.timeoutMs,
+          trust: this.#options.trust,
         });
         if (event === "completed") t.completedPending = false;
         const first = !t.started;
@@ -515,6 +563,7 @@ export class Announcer {
           this.#emit("info", `announced to tracker ${t.url} (${peerCount(result.peers)})`);
         }
         t.outage = false;
+        t.outageKind = undefined;
         t.failures = 0;
         this.#deliver(result.peers);
         delayMs = t.completedPending ? 0 : result.intervalSec * 1000;
@@ -523,8 +572,12 @@ export class Announcer {
           for (const resolve of waiting) resolve();
           break;
         }
-        if (!t.outage) {
+        // One warning per outage; a second only when its cause turns into (or out of) a refused
+        // certificate, so a certificate problem is never hidden behind an earlier "unreachable".
+        const kind = err instanceof TrackerCertificateError ? "certificate" : "other";
+        if (!t.outage || t.outageKind !== kind) {
           t.outage = true;
+          t.outageKind = kind;
           this.#emit(
             "warning",
             `${errorMessage(err)}; retrying with backoff, carrying on with known peers`,

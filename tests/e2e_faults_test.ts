@@ -80,10 +80,12 @@ Deno.test("a piece damaged on the seeder's disk is rejected by the downloader an
   assert.ok(!result.events.some((e) => e.event === "complete"));
   assert.ok(!(await exists(`${workdir}/data.bin`)), "an unverified file was finalised");
 
-  // The state file records every other piece, and never the bad one.
+  // The state file never records the bad piece. (The peer that sent it is dropped at once, so
+  // how many other pieces arrived before that depends on timing; each one recorded is good.)
   const have = await stateHave(`${workdir}/data.bin.state.json`);
   assert.ok(have, "no readable state file after the failed download");
-  assert.deepEqual(have, [...Array(16).keys()].filter((i) => i !== BAD));
+  assert.ok(!have.includes(BAD), `the bad piece was recorded: ${have}`);
+  assert.ok(have.every((i) => i >= 0 && i < 16), `${have}`);
   for (const i of have) {
     const length = i === 15 ? 1000 : PIECE;
     assert.deepEqual(

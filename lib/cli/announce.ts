@@ -2,10 +2,13 @@
  * @module cli/announce
  * Keeps a share registered with its trackers for the life of a command, or does nothing when
  * there are none: seed and download share this so both say hello, re-announce and say goodbye
- * the same way.
+ * the same way, and trust an `https:` tracker's certificate the same way (`--tracker-ca`,
+ * `--tracker-pin`).
  */
 
+import { UsageError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
+import { parsePin, type TrackerTrust } from "../https_trust.ts";
 import type { ShareStorage } from "../storage.ts";
 import { Announcer, type TrackerPeer } from "../tracker_client.ts";
 import { toHex } from "../units.ts";
@@ -20,7 +23,7 @@ export interface Registration {
  * Starts announcing the share held in `storage` to `urls` (none: a registration that does
  * nothing). What is left, uploaded and downloaded is read afresh for every announce.
  *
- * @throws {UsageError} when a tracker address is malformed
+ * @throws {UsageError} when a tracker address or the pin is malformed
  */
 export function register(options: {
   urls: string[];
@@ -32,6 +35,12 @@ export function register(options: {
   sink: EventSink;
   signal: AbortSignal;
   onPeers?: (peers: TrackerPeer[]) => void;
+  /**
+   * How `https:` trackers are trusted: `caFile` (`--tracker-ca FILE`) or `pinSha256`
+   * (`--tracker-pin SHA256`); neither: the system roots. Check it first with
+   * {@linkcode checkTrackerTrust}.
+   */
+  trust?: { caFile?: string; pinSha256?: string };
 }): Registration {
   if (options.urls.length === 0) {
     return { completed: () => Promise.resolve(), stop: () => Promise.resolve() };
@@ -51,6 +60,7 @@ export function register(options: {
     },
     sink: options.sink,
     onPeers: options.onPeers,
+    trust: options.trust,
   });
   const running = announcer.start(options.signal);
   return {
@@ -60,4 +70,41 @@ export function register(options: {
       await running;
     },
   };
+}
+
+/**
+ * Checks `--tracker-ca FILE` and `--tracker-pin SHA256` before anything starts, so a typo is a
+ * usage error (exit 2) rather than a warning repeated by every announce.
+ *
+ * @param flags the two flag values as typed (either may be absent)
+ * @returns the trust to hand to {@linkcode register} (the pin normalised), or `undefined` when
+ *   neither flag was given (the system roots)
+ * @throws {UsageError} when both are given, the CA file cannot be read or holds no PEM
+ *   certificate, or the pin is not a SHA-256 fingerprint
+ */
+export async function checkTrackerTrust(
+  flags: { caFile?: string; pinSha256?: string },
+): Promise<TrackerTrust | undefined> {
+  const { caFile, pinSha256 } = flags;
+  if (caFile !== undefined && pinSha256 !== undefined) {
+    throw new UsageError(
+      "--tracker-ca and --tracker-pin are alternatives: give one (a pin already names the " +
+        "one certificate to accept)",
+    );
+  }
+  if (pinSha256 !== undefined) return { pinSha256: parsePin(pinSha256) };
+  if (caFile === undefined) return undefined;
+  if (caFile === "") throw new UsageError("--tracker-ca must not be empty");
+  let pem: string;
+  try {
+    pem = await Deno.readTextFile(caFile);
+  } catch (err) {
+    throw new UsageError(`cannot read --tracker-ca ${caFile}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new UsageError(`--tracker-ca ${caFile} holds no PEM certificate`);
+  }
+  return { caFile };
 }

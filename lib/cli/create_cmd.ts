@@ -34,6 +34,8 @@ Options:
                       (default: automatic, 16K..16M aiming at about 2000 pieces)
   --tracker URL       tracker to list in the metadata (repeatable), e.g. 192.168.1.20:7000
   --comment TEXT      free text stored outside the hashed info
+  --private           a private share: peers always encrypt and only holders of this metadata
+                      can connect at all; keep the .p2pmeta secret (it is written owner-only)
   --follow-symlinks   folder: include what symbolic links point to (a loop is refused)
   -o, --output OUT    where to write the metadata (default: FILE.p2pmeta or DIR.p2pmeta)
   --json              print one JSON event per line
@@ -44,6 +46,7 @@ Permissions: --allow-read=FILE --allow-write=<folder of OUT> (a folder: --allow-
   async run(argv, ctx) {
     const args = parseCommandArgs(argv, {
       "piece-size": { type: "string" },
+      private: { type: "boolean" },
       tracker: { type: "string", multiple: true },
       comment: { type: "string" },
       output: { type: "string", short: "o" },
@@ -67,6 +70,7 @@ Permissions: --allow-read=FILE --allow-write=<folder of OUT> (a folder: --allow-
       signal: ctx.signal,
       followSymlinks: optFlag(args, "follow-symlinks"),
       sink: ctx.sink,
+      private: optFlag(args, "private"),
     });
     const out = optString(args, "output") ?? defaultOutput(file, meta);
     await writeMetadataFile(out, meta);

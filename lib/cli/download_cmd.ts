@@ -28,7 +28,14 @@ import {
   parseCommandArgs,
 } from "./args.ts";
 import type { Command } from "./context.ts";
-import { listenTcp } from "./listen.ts";
+import {
+  listenPeers,
+  type PeerListener,
+  SECURE_OPTIONS,
+  SECURE_USAGE,
+  securityFor,
+} from "./secure.ts";
+import { tlsDialer } from "../tls_transport.ts";
 import { startWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
 
 /** Most connections `--parallel` may ask for. */
@@ -80,6 +87,7 @@ Folders:
 Output:
   --workdir DIR           work folder (default ./downloads)
 ${WEB_USAGE}
+${SECURE_USAGE}
   --json                  print one JSON event per line
   -h, --help              show this help
 
@@ -106,6 +114,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
       "seed-for": { type: "string" },
       only: { type: "string", multiple: true },
       ...WEB_OPTIONS,
+      ...SECURE_OPTIONS,
     }, "download");
     expectPositionals(args, 0, "download");
     const web = webSettings(args, "download");
@@ -175,10 +184,11 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
     try {
       const peerId = newPeerId();
       const now = performance.now();
-      let listener: Deno.TcpListener | undefined;
+      const security = await securityFor(args, meta, workdir);
+      let listener: PeerListener | undefined;
       if (serveOthers) {
-        listener = listenTcp(listenHost, listenPort);
-        const addr = listener.addr as Deno.NetAddr;
+        listener = await listenPeers(listenHost, listenPort, security, sink);
+        const addr = listener.addr;
         sink.emit({
           event: "listening",
           host: addr.hostname,
@@ -186,7 +196,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
           service: "peer",
         });
       }
-      const listenAddr = listener?.addr as Deno.NetAddr | undefined;
+      const listenAddr = listener?.addr;
       const session: DownloadSession = new DownloadSession(storage, {
         peers,
         connections: parallel,
@@ -196,6 +206,8 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
         peerId,
         waitForPeersMs: trackers.length > 0 ? waitMs : 0,
         listenPort: listenAddr?.port,
+        dialer: security ? tlsDialer(security.identity) : undefined,
+        secure: security ? { key: security.key } : undefined,
         downloadLimiter: downloadRate ? new RateLimiter(downloadRate, now) : undefined,
         onPieceStored: (index) => server?.announceHave(index),
         onPeerBanned: (id) => server?.dropPeer(id, "sent data that failed verification"),
@@ -216,8 +228,9 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
           isBanned: (id) => session.bannedIds.has(id),
           rateFromPeer: (id) => session.rateFromPeer(id),
           onPeerListening: (peer) => session.addPeers([peer]),
+          secure: security ? { key: security.key, private: security.private } : undefined,
         });
-        serveTask = server.serve(listener, AbortSignal.any([ctx.signal, serving.signal]));
+        serveTask = listener.serve(server, AbortSignal.any([ctx.signal, serving.signal]));
         registration = register({
           urls: trackers,
           storage,

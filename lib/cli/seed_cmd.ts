@@ -21,7 +21,7 @@ import {
   requireString,
 } from "./args.ts";
 import type { Command } from "./context.ts";
-import { listenTcp } from "./listen.ts";
+import { listenPeers, SECURE_OPTIONS, SECURE_USAGE, securityFor } from "./secure.ts";
 import { PieceState, type ShareSnapshot, TeeSink } from "../snapshot.ts";
 import { startWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
 import { RateLimiter } from "../rate_limit.ts";
@@ -53,6 +53,7 @@ Options:
   --tracker HOST:PORT  announce to this tracker (repeatable; a full http://HOST:PORT/announce
                        URL works too); default: the trackers listed in M
 ${WEB_USAGE}
+${SECURE_USAGE}
   --json               print one JSON event per line
   -h, --help           show this help
 
@@ -70,6 +71,7 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       "upload-slots": { type: "string" },
       "max-upload-rate": { type: "string" },
       ...WEB_OPTIONS,
+      ...SECURE_OPTIONS,
     }, "seed");
     expectPositionals(args, 0, "seed");
     const web = webSettings(args, "seed");
@@ -96,7 +98,8 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
     const webStop = new AbortController();
     let monitor: WebMonitor | undefined;
     // Bind first: a port in use is reported before a long ingest, not after.
-    using listener = listenTcp(host, port);
+    const security = await securityFor(args, meta, workdir);
+    const listener = await listenPeers(host, port, security, sink);
     const storage = await ShareStorage.open(meta, workdir, { sink, signal: ctx.signal });
     try {
       const total = storage.layout.pieceCount;
@@ -133,7 +136,7 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
           `nothing to seed: no verified pieces of ${meta.info.name} in ${workdir} (give --source FILE)`,
         );
       }
-      const addr = listener.addr as Deno.NetAddr;
+      const addr = listener.addr;
       const shown = reachableAddress(addr.hostname);
       sink.emit({ event: "listening", host: addr.hostname, port: addr.port, service: "peer" });
       sink.emit({
@@ -144,7 +147,9 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
         port: addr.port,
         hint: trackers.length > 0
           ? `deno task download --meta ${metaPath} --tracker ${trackers[0]}`
-          : `deno task download --meta ${metaPath} --host ${shown} --port ${addr.port}`,
+          : `deno task download --meta ${metaPath} --host ${shown} --port ${addr.port}${
+            security && !security.private ? " --encrypt" : ""
+          }`,
       });
       const peerId = newPeerId();
       const server = new PeerServer(storage, {
@@ -153,6 +158,7 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
         maxConnections,
         uploadSlots,
         uploadLimiter: uploadRate ? new RateLimiter(uploadRate, performance.now()) : undefined,
+        secure: security ? { key: security.key, private: security.private } : undefined,
       });
       const states = new Uint8Array(total);
       const snapshot = (): ShareSnapshot => {
@@ -213,7 +219,7 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
         counters: () => ({ uploaded: server.bytesUploaded, downloaded: 0 }),
       });
       try {
-        await server.serve(listener, ctx.signal);
+        await listener.serve(server, ctx.signal);
       } finally {
         clearInterval(progress);
         await registration.stop(); // goodbye to the tracker on Ctrl-C / SIGTERM
@@ -224,6 +230,7 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       if (ctx.signal.aborted) return 0;
       throw new Error(errorMessage(err), { cause: err });
     } finally {
+      listener.close();
       await storage.close();
       webStop.abort();
       await monitor?.finished;
