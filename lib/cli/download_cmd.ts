@@ -36,7 +36,7 @@ import {
   securityFor,
 } from "./secure.ts";
 import { tlsDialer } from "../tls_transport.ts";
-import { startWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
+import { attachWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
 
 /** Most connections `--parallel` may ask for. */
 const MAX_PARALLEL = 64;
@@ -247,15 +247,12 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
         });
       }
       const snapshot = (): ShareSnapshot => shareSnapshot(session, server);
-      if (web) {
-        monitor = await startWebMonitor({
-          ...web,
-          source: { snapshot },
-          signal: AbortSignal.any([ctx.signal, webStop.signal]),
-          sink: ctx.sink,
-        });
-        sink.sinks.push(monitor.events);
-      }
+      monitor = await attachWebMonitor(web, {
+        source: { snapshot },
+        signal: AbortSignal.any([ctx.signal, webStop.signal]),
+        sink: ctx.sink,
+        tee: sink,
+      });
 
       let result;
       if (storage.wantedComplete) {

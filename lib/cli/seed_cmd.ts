@@ -23,7 +23,7 @@ import {
 import type { Command } from "./context.ts";
 import { listenPeers, SECURE_OPTIONS, SECURE_USAGE, securityFor } from "./secure.ts";
 import { PieceState, type ShareSnapshot, TeeSink } from "../snapshot.ts";
-import { startWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
+import { attachWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import { UsageError } from "../errors.ts";
 import { register } from "./announce.ts";
@@ -184,15 +184,12 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
           complete: storage.have.complete,
         };
       };
-      if (web) {
-        monitor = await startWebMonitor({
-          ...web,
-          source: { snapshot },
-          signal: AbortSignal.any([ctx.signal, webStop.signal]),
-          sink: ctx.sink,
-        });
-        sink.sinks.push(monitor.events);
-      }
+      monitor = await attachWebMonitor(web, {
+        source: { snapshot },
+        signal: AbortSignal.any([ctx.signal, webStop.signal]),
+        sink: ctx.sink,
+        tee: sink,
+      });
       const progress = setInterval(() => {
         if (server.stats().peers === 0 && server.uploadRate() === 0) return;
         sink.emit({

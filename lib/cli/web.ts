@@ -19,7 +19,7 @@
 
 import { UsageError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
-import type { SnapshotSource } from "../snapshot.ts";
+import type { SnapshotSource, TeeSink } from "../snapshot.ts";
 import { generateToken, isLoopbackHost, tokenProblem } from "../web/auth.ts";
 import { createWebHandler } from "../web/handler.ts";
 import { MonitorHub } from "../web/hub.ts";
@@ -234,4 +234,32 @@ function reachableHost(bound: string): string {
     // Cannot tell: loopback is still right on this machine.
   }
   return "127.0.0.1";
+}
+
+/**
+ * Starts the monitor for a share when `--web` was given and adds it to the command's event
+ * fan-out, so seed and download attach it the same way.
+ *
+ * @returns the monitor, or `undefined` without `--web`
+ */
+export async function attachWebMonitor(
+  settings: WebSettings | undefined,
+  options: {
+    source: SnapshotSource;
+    signal: AbortSignal;
+    /** Where the monitor's own `listening` line goes (the terminal or JSON output). */
+    sink: EventSink;
+    /** The command's fan-out: the monitor joins it to receive every event. */
+    tee: TeeSink;
+  },
+): Promise<WebMonitor | undefined> {
+  if (!settings) return undefined;
+  const monitor = await startWebMonitor({
+    ...settings,
+    source: options.source,
+    signal: options.signal,
+    sink: options.sink,
+  });
+  options.tee.sinks.push(monitor.events);
+  return monitor;
 }
