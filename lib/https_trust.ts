@@ -33,7 +33,8 @@ export interface TrackerFetchOptions {
 
 /**
  * The tracker's certificate was refused (untrusted, expired, not yet valid, another host, not
- * the pinned one). Its message is the whole line to show; retrying will not help.
+ * the pinned one). Its message is the whole line to show; retrying helps only once the
+ * certificate or the trust changes (the announcer retries with backoff for that reason).
  */
 export class TrackerCertificateError extends Error {
   override name = "TrackerCertificateError";

@@ -211,7 +211,9 @@ export async function announce(
           cause: err,
         });
       }
-      throw new Error(`${label}: unreachable (${describeFetchError(err)})`, { cause: err });
+      throw new Error(`${label}: unreachable (${describeFetchError(err)})${schemeHint(url, err)}`, {
+        cause: err,
+      });
     }
     let text: string;
     try {
@@ -236,6 +238,23 @@ export async function announce(
 /** Trims a name to what the tracker accepts (control characters would get the announce refused). */
 function sanitizeName(name: string): string {
   return [...name.replace(/[\p{Cc}\uFFFD]/gu, "?")].slice(0, MAX_NAME_CHARS).join("");
+}
+
+/**
+ * A hint when the failure looks like the wrong scheme: TLS spoken to a plain HTTP tracker, or
+ * plain HTTP to an HTTPS one. Empty otherwise.
+ */
+function schemeHint(url: string, err: unknown): string {
+  const inner = err instanceof Error && err.cause instanceof Error ? err.cause : undefined;
+  const text = `${errorMessage(err)} ${inner ? errorMessage(inner) : ""}`;
+  const https = url.startsWith("https:");
+  if (https && /InvalidContentType|wrong version number/.test(text)) {
+    return `; the tracker seems to serve plain HTTP: use ${url.replace(/^https:/, "http:")}`;
+  }
+  if (!https && /invalid HTTP version/i.test(text)) {
+    return `; the tracker seems to serve HTTPS: use ${url.replace(/^http:/, "https:")}`;
+  }
+  return "";
 }
 
 /** The useful end of a fetch error: `Connection refused (os error 111)` rather than the URL. */

@@ -511,7 +511,8 @@ export interface Seeder extends AsyncDisposable {
 /**
  * Starts `seed --host 127.0.0.1 --port 0 --json` and waits for its `serving` event.
  *
- * @param options `source` to ingest (omit to seed what `workdir` holds); `extraArgs`
+ * @param options `source` to ingest (omit to seed what `workdir` holds); `extraArgs`;
+ *   `readPaths` more files the seeder may read (e.g. a `--tracker-ca` file)
  * @throws {Error} when it exits or stays silent instead of serving
  */
 export async function startSeeder(options: {
@@ -519,6 +520,7 @@ export async function startSeeder(options: {
   workdir: string;
   source?: string;
   extraArgs?: string[];
+  readPaths?: string[];
   timeoutMs?: number;
 }): Promise<Seeder> {
   const args = [
@@ -535,8 +537,12 @@ export async function startSeeder(options: {
     "--json",
     ...(options.extraArgs ?? []),
   ];
+  const seedPerms = perms.seed(options.meta, options.source, options.workdir);
+  const extraRead = options.readPaths ?? [];
   const running = spawnCli(args, {
-    perms: perms.seed(options.meta, options.source, options.workdir),
+    perms: extraRead.length === 0
+      ? seedPerms
+      : seedPerms.map((p) => p.startsWith("--allow-read=") ? `${p},${extraRead.join(",")}` : p),
   });
   const stop = async (): Promise<CliResult> => {
     killQuietly(running.child, "SIGTERM");

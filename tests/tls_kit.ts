@@ -136,3 +136,37 @@ export async function readAllPlain(conn: Deno.Conn, timeoutMs = 10_000): Promise
   }
   return out;
 }
+
+/** A tracker certificate written to files, as `tracker --tls-cert/--tls-key` takes them. */
+export interface TrackerCertFiles {
+  identity: Identity;
+  /** PEM certificate, mode 0644 (also usable as `--tracker-ca`). */
+  certFile: string;
+  /** PEM PKCS#8 key, mode 0600. */
+  keyFile: string;
+}
+
+/**
+ * Makes a self-signed tracker certificate (ECDSA P-256, CA:FALSE, CN "tracker") with the given
+ * subjectAltName entries and validity, and writes it as `DIR/NAME-cert.pem` and `DIR/NAME-key.pem`.
+ *
+ * @param options `altNames` (default `["127.0.0.1"]`), `notBefore`/`notAfter` (default: valid now)
+ */
+export async function trackerCertFiles(
+  dir: string,
+  name: string,
+  options: { altNames?: string[]; notBefore?: Date; notAfter?: Date } = {},
+): Promise<TrackerCertFiles> {
+  const identity = await makeSelfSignedCertificate({
+    commonName: "tracker",
+    altNames: options.altNames ?? ["127.0.0.1"],
+    notBefore: options.notBefore,
+    notAfter: options.notAfter,
+  });
+  const certFile = `${dir}/${name}-cert.pem`;
+  const keyFile = `${dir}/${name}-key.pem`;
+  await Deno.writeTextFile(certFile, identity.certPem, { mode: 0o644 });
+  await Deno.writeTextFile(keyFile, identity.keyPem, { mode: 0o600 });
+  await Deno.chmod(keyFile, 0o600);
+  return { identity, certFile, keyFile };
+}

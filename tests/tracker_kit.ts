@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { trackerFetch, type TrackerTrust } from "../lib/https_trust.ts";
 import { type CliResult, type EventLog, spawnCli } from "./helpers.ts";
 
 /** Limit for a tracker to print its `listening` event. */
@@ -37,9 +38,9 @@ export interface TrackerStats {
 /** A running `tracker --json` child. */
 export interface TrackerProcess extends AsyncDisposable {
   port: number;
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT` (`https://` with `tls`) */
   base: string;
-  /** `127.0.0.1:PORT`, as `--tracker` takes it. */
+  /** `127.0.0.1:PORT`, as `--tracker` takes it (with `tls`: `https://127.0.0.1:PORT/announce`). */
   address: string;
   child: Deno.ChildProcess;
   log: EventLog;
@@ -60,12 +61,14 @@ function killQuietly(child: Deno.ChildProcess, signal: Deno.Signal): void {
  * Starts `tracker --host 127.0.0.1 --port PORT --json` under `--allow-net=127.0.0.1` and waits
  * for its `listening` event.
  *
- * @param options `port` (default 0: any free one), `interval` in seconds
+ * @param options `port` (default 0: any free one), `interval` in seconds, `tls` certificate and
+ *   key files for `--tls-cert`/`--tls-key` (read permission is granted for those two only)
  * @throws {Error} when it exits or stays silent instead of listening
  */
 export async function startTracker(
-  options: { port?: number; interval?: number } = {},
+  options: { port?: number; interval?: number; tls?: { certFile: string; keyFile: string } } = {},
 ): Promise<TrackerProcess> {
+  const tls = options.tls;
   const running = spawnCli([
     "tracker",
     "--host",
@@ -73,8 +76,15 @@ export async function startTracker(
     "--port",
     String(options.port ?? 0),
     ...(options.interval === undefined ? [] : ["--interval", String(options.interval)]),
+    ...(tls ? ["--tls-cert", tls.certFile, "--tls-key", tls.keyFile] : []),
     "--json",
-  ], { perms: ["--allow-net=127.0.0.1"] });
+  ], {
+    perms: [
+      "--allow-net=127.0.0.1",
+      ...(tls ? [`--allow-read=${tls.certFile},${tls.keyFile}`] : []),
+    ],
+  });
+  const scheme = tls ? "https" : "http";
   const stop = async (signal: Deno.Signal = "SIGTERM"): Promise<CliResult> => {
     killQuietly(running.child, signal);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -96,7 +106,7 @@ export async function startTracker(
     assert.equal(typeof listening.port, "number");
     port = listening.port as number;
     assert.ok(port > 0, `tracker listening on port ${port}`);
-    assert.equal(listening.url, `http://127.0.0.1:${port}/announce`);
+    assert.equal(listening.url, `${scheme}://127.0.0.1:${port}/announce`);
   } catch (err) {
     const result = await stop("SIGKILL");
     throw new Error(
@@ -105,8 +115,8 @@ export async function startTracker(
   }
   return {
     port,
-    base: `http://127.0.0.1:${port}`,
-    address: `127.0.0.1:${port}`,
+    base: `${scheme}://127.0.0.1:${port}`,
+    address: tls ? `https://127.0.0.1:${port}/announce` : `127.0.0.1:${port}`,
     child: running.child,
     log: running.log,
     stderr: running.stderr,
@@ -130,9 +140,20 @@ export async function fetchText(url: string, init?: RequestInit): Promise<HttpAn
   return { status: res.status, headers: res.headers, text: await res.text() };
 }
 
-/** The tracker's `/stats`, checked to be a 200 JSON answer. */
-export async function fetchStats(base: string): Promise<TrackerStats> {
-  const answer = await fetchText(`${base}/stats`);
+/**
+ * The tracker's `/stats`, checked to be a 200 JSON answer.
+ *
+ * @param base `http://HOST:PORT`, or `https://HOST:PORT` fetched with `trust`
+ * @param trust for an HTTPS tracker: its CA file or pin
+ */
+export async function fetchStats(base: string, trust?: TrackerTrust): Promise<TrackerStats> {
+  const answer = trust === undefined
+    ? await fetchText(`${base}/stats`)
+    : await trackerFetch(`${base}/stats`, {}, trust).then(async (res) => ({
+      status: res.status,
+      headers: res.headers,
+      text: await res.text(),
+    }));
   assert.equal(answer.status, 200, `/stats answered ${answer.status}: ${answer.text}`);
   assert.match(answer.headers.get("content-type") ?? "", /^application\/json/);
   return JSON.parse(answer.text) as TrackerStats;
@@ -144,19 +165,20 @@ export function swarmOf(stats: TrackerStats, infoHash: string): SwarmRow | undef
 }
 
 /**
- * Polls `/stats` every 50 ms until `condition` holds, and returns those stats.
+ * Polls `/stats` every 50 ms until `condition` holds, and returns those stats (an HTTPS
+ * tracker's with `options.trust`).
  *
  * @throws {Error} after `timeoutMs`, naming `what` and the last stats seen
  */
 export async function pollStats(
   base: string,
   condition: (stats: TrackerStats) => boolean,
-  options: { timeoutMs: number; what: string },
+  options: { timeoutMs: number; what: string; trust?: TrackerTrust },
 ): Promise<TrackerStats> {
   const deadline = performance.now() + options.timeoutMs;
   let last: TrackerStats | undefined;
   for (;;) {
-    last = await fetchStats(base);
+    last = await fetchStats(base, options.trust);
     if (condition(last)) return last;
     if (performance.now() >= deadline) {
       throw new Error(

@@ -15,7 +15,7 @@ import { RateLimiter } from "../rate_limit.ts";
 import { type ShareSnapshot, TeeSink } from "../snapshot.ts";
 import { ShareStorage } from "../storage.ts";
 import { normalizeTrackerUrl } from "../tracker_client.ts";
-import { register, type Registration } from "./announce.ts";
+import { checkTrackerTrust, register, type Registration } from "./announce.ts";
 import {
   expectPositionals,
   optDuration,
@@ -88,6 +88,10 @@ Output:
   --workdir DIR           work folder (default ./downloads)
 ${WEB_USAGE}
 ${SECURE_USAGE}
+  --tracker-ca FILE       trust an https:// tracker whose certificate is signed by (or is) a
+                          certificate in this PEM file, e.g. the tracker's self-signed cert.pem
+  --tracker-pin SHA256    trust an https:// tracker whose certificate has this SHA-256
+                          fingerprint, as the tracker prints it at start (instead of --tracker-ca)
   --json                  print one JSON event per line
   -h, --help              show this help
 
@@ -115,6 +119,8 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
       only: { type: "string", multiple: true },
       ...WEB_OPTIONS,
       ...SECURE_OPTIONS,
+      "tracker-ca": { type: "string" },
+      "tracker-pin": { type: "string" },
     }, "download");
     expectPositionals(args, 0, "download");
     const web = webSettings(args, "download");
@@ -157,6 +163,10 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
     const trackerFlags = optStrings(args, "tracker");
     const trackers = trackerFlags.length > 0 ? trackerFlags : peers.length > 0 ? [] : meta.trackers;
     trackers.forEach((t) => normalizeTrackerUrl(t));
+    const trust = await checkTrackerTrust({
+      caFile: optString(args, "tracker-ca"),
+      pinSha256: optString(args, "tracker-pin"),
+    });
     if (peers.length === 0 && trackers.length === 0) {
       throw new UsageError(
         "download: give --host H [--port P], --peer HOST:PORT or --tracker HOST:PORT (this metadata lists no tracker)",
@@ -232,6 +242,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
         });
         serveTask = listener.serve(server, AbortSignal.any([ctx.signal, serving.signal]));
         registration = register({
+          trust,
           urls: trackers,
           storage,
           peerId,
