@@ -12,13 +12,20 @@
  *   and writes every piece (`bench/baseline_copy.ts`); `curl` from the same nginx, `cp`, Deno's
  *   SHA-256 speed and Deno's bare loopback TCP speed beside them; peak RSS of seeder and
  *   downloader.
+ * - first size, encrypted: `download --parallel 4` with `--encrypt` from a `seed --encrypt`
+ *   (TLS 1.3 and the share proof), held to at least 60% of the plaintext `--parallel 4` speed
+ *   measured in the same run; beside it the raw transport copy of `bench/transport_bench.ts`
+ *   (plain TCP against TLS 1.3 through the peer adapter, no p2p-share logic), reported.
  * - every further size: the seeder's and the downloaders' peak RSS again (one run each), which
  *   must stay under the limit and not grow with the file.
  * - the tracker under load (announces/s, p50/p99) and the swarm against the Kumar-Ross bound.
  *
  * Flags: `--sizes 1G,4G`, `--quick`, `--runs 5` (median reported), `--out PATH`; `--size X` is
- * `--sizes X`. It installs nothing: `aria2c`, `curl`, `nginx` and `openssl` are used when on the
- * PATH (`bench/setup.sh` installs them) and the table says which were skipped. A `sync` runs
+ * `--sizes X`. `--encryption-only` measures just the encryption figures (plaintext and encrypted
+ * `--parallel 4` on the first size, and the transport copy); such a partial run writes its JSON
+ * only when `--out` is given, so it never replaces a full `bench/results.json`. It installs
+ * nothing: `aria2c`, `curl`, `nginx` and `openssl` are used when on the PATH (`bench/setup.sh`
+ * installs them) and the table says which were skipped. A `sync` runs
  * before every timed run, untimed, so one run's dirty pages are not written back during the
  * next. Every child is stopped at the end and every run is bounded in time.
  *
@@ -42,6 +49,7 @@ import {
 } from "./external.ts";
 import { benchSwarm } from "./swarm_bench.ts";
 import { benchTracker } from "./tracker_bench.ts";
+import { benchTransport } from "./transport_bench.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const main = join(root, "main.ts");
@@ -52,6 +60,7 @@ const { values } = parseArgs({
     sizes: { type: "string" },
     size: { type: "string" },
     quick: { type: "boolean", default: false },
+    "encryption-only": { type: "boolean", default: false },
     runs: { type: "string", default: "5" },
     out: { type: "string" },
   },
@@ -59,14 +68,20 @@ const { values } = parseArgs({
 const sizeTexts = (values.sizes ?? values.size ?? "1G,4G").split(",").map((s) => s.trim())
   .filter(Boolean);
 const allSizes = sizeTexts.map((s) => parseSize(s));
-const sizes = values.quick ? allSizes.slice(0, 1) : allSizes;
+const encryptionOnly = values["encryption-only"] === true;
+const sizes = values.quick || encryptionOnly ? allSizes.slice(0, 1) : allSizes;
 const runs = Math.max(1, Math.floor(Number(values.runs)) || 1);
-const outPath = values.out ?? join(root, "bench", "results.json");
+/** Where the JSON goes; an `--encryption-only` run writes it only to an explicit `--out`. */
+const outPath = values.out ?? (encryptionOnly ? undefined : join(root, "bench", "results.json"));
 /** Peak RSS limit of the issue, MB (10^6 bytes, as every MB in the table). */
 const RSS_LIMIT_MB = 150;
 /** "The same for 4 GiB as for 1 GiB": at most this much above the smaller file's peak. */
 const RSS_GROWTH_LIMIT = 0.10;
 const SWARM_RATIO_AIM = 1.25;
+/** Encrypted download speed, at least this fraction of the plaintext one (same run). */
+const ENCRYPTED_RATIO_AIM = 0.6;
+/** The `--parallel` the encrypted download is measured (and compared) at. */
+const ENCRYPTED_PARALLEL = 4;
 
 // ---------------------------------------------------------------------------------------------
 // Running and measuring children
@@ -433,12 +448,17 @@ class SeederRun {
   #port = 0;
   #sampler?: ReturnType<typeof setInterval>;
 
+  /**
+   * @param source the file to ingest, or `undefined` to seed what `workdir` already holds
+   * @param extraArgs more `seed` flags, e.g. `--encrypt`
+   */
   constructor(
     readonly dir: string,
     readonly meta: string,
-    readonly source: string,
+    readonly source: string | undefined,
     readonly workdir: string,
     readonly limitMs: number,
+    readonly extraArgs: string[] = [],
   ) {}
 
   /** Starts the seeder and waits until it serves; returns the seconds that took (ingest). */
@@ -453,8 +473,7 @@ class SeederRun {
       "seed",
       "--meta",
       this.meta,
-      "--source",
-      this.source,
+      ...(this.source === undefined ? [] : ["--source", this.source]),
       "--workdir",
       this.workdir,
       "--host",
@@ -462,6 +481,7 @@ class SeederRun {
       "--port",
       "0",
       "--json",
+      ...this.extraArgs,
     ]);
     this.#seeder = seeder;
     this.#exited = undefined;
@@ -509,9 +529,158 @@ class SeederRun {
 /** What the other sizes compare their memory with. */
 const firstSize: { seeder?: Figure; downloads: Map<number, Figure> } = { downloads: new Map() };
 
+/**
+ * One `download` of `meta` from the seeder of `seeding` into a fresh `work` folder, measured
+ * (time and peak RSS); the folder is removed afterwards.
+ */
+function measureDownload(
+  dir: string,
+  meta: string,
+  seeding: SeederRun,
+  options: { parallel: number; work: string; extraArgs?: string[]; extraWrite?: string[] },
+): Promise<Measured> {
+  return (async () => {
+    const port = await seeding.ensure(
+      `before download --parallel ${options.parallel}${
+        options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : ""
+      }`,
+    );
+    try {
+      return await measure(Deno.execPath(), [
+        "run",
+        "--allow-net=127.0.0.1",
+        `--allow-read=${dir}`,
+        `--allow-write=${[options.work, ...(options.extraWrite ?? [])].join(",")}`,
+        main,
+        "download",
+        "--meta",
+        meta,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--workdir",
+        options.work,
+        "--parallel",
+        String(options.parallel),
+        ...(options.extraArgs ?? []),
+      ], seeding.limitMs);
+    } finally {
+      await Deno.remove(options.work, { recursive: true }).catch(() => {});
+    }
+  })();
+}
+
+/**
+ * The encrypted download beside the plaintext one: a `seed --encrypt` on the work folder the
+ * plaintext seeder left (no second ingest), `download --parallel 4 --encrypt` from it `r` times,
+ * held to {@linkcode ENCRYPTED_RATIO_AIM} of `plain`'s speed; the encrypting seeder's and
+ * downloader's peak RSS held to the same limit as in plaintext. The downloader keeps one
+ * identity across runs (`--identity`), as a user's does, so key generation is not timed.
+ */
+async function benchEncryptedDownload(
+  dir: string,
+  size: number,
+  meta: string,
+  data: string,
+  plain: Figure | undefined,
+  r: number,
+): Promise<void> {
+  const label = sizeLabel(size);
+  const name = `download ${label} --parallel ${ENCRYPTED_PARALLEL} --encrypt`;
+  console.log(
+    `bench: ${label}: seed --encrypt, then download --parallel ${ENCRYPTED_PARALLEL} --encrypt`,
+  );
+  const figure: Figure = { name, sizeBytes: size };
+  // Beside the plaintext figure it is held to.
+  const at = plain ? figures.indexOf(plain) : -1;
+  if (at >= 0) figures.splice(at + 1, 0, figure);
+  else figures.push(figure);
+  const seederFigure: Figure = {
+    name: `seeder ${label} --encrypt: peak RSS`,
+    sizeBytes: size,
+    detail: "every encrypted download of this size served",
+  };
+  const seeding = new SeederRun(dir, meta, undefined, data, runLimitMs(size), ["--encrypt"]);
+  // `--identity` makes its folder's parent too, so that parent is what may be written
+  // (`--allow-write` on the folder alone is refused on first use: a lib/identity.ts bug).
+  const identityRoot = join(dir, "identity");
+  const identity = join(identityRoot, "download");
+  try {
+    await seeding.start();
+    const m = await medianOf(r, () =>
+      measureDownload(dir, meta, seeding, {
+        parallel: ENCRYPTED_PARALLEL,
+        work: join(dir, "dl-encrypt"),
+        extraArgs: ["--encrypt", "--identity", identity],
+        extraWrite: [identityRoot],
+      }));
+    Object.assign(figure, {
+      seconds: m.seconds,
+      mbPerSec: mbps(size, m.seconds),
+      peakRssMB: m.peakRssBytes / 1e6,
+      detail: "TLS 1.3 + share proof",
+    });
+    await seeding.ensure("after the encrypted downloads");
+  } catch (error) {
+    figure.skipped = failure(error);
+    skipped.push(`${figure.name}: ${figure.skipped}`);
+  } finally {
+    await seeding.stop();
+  }
+  if (seeding.problems.length) {
+    seederFigure.detail = `${seederFigure.detail}; ${seeding.problems.join("; ")}`;
+    problems.push(...seeding.problems.map((p) => `seeder ${label} --encrypt: ${p}`));
+  }
+  checkSpeed(figure, plain ?? { name: `download ${label} --parallel ${ENCRYPTED_PARALLEL}` }, {
+    min: ENCRYPTED_RATIO_AIM,
+    percent: true,
+  });
+  checkRss(figure, "downloader");
+  seederFigure.peakRssMB = seeding.peakRssBytes / 1e6 || undefined;
+  figures.push(seederFigure);
+  checkRss(seederFigure, "seeder");
+}
+
+/**
+ * The raw transport copy of `bench/transport_bench.ts` (1 MiB writes between two processes, no
+ * hashing, no p2p-share logic): plain Deno TCP against TLS 1.3 through the peer adapter, the
+ * modes taking turns run by run. Reported, no target: it says how much of the encrypted
+ * download's cost is the transport itself.
+ */
+async function benchTransportFigures(size: number, r: number): Promise<void> {
+  const label = sizeLabel(size);
+  console.log(`bench: ${label}: transport copy, plain TCP and TLS 1.3`);
+  try {
+    const [plain, tls] = await benchTransport(size, r, ["plain", "tls"]);
+    figures.push({
+      name: `transport: plain TCP copy ${label}`,
+      sizeBytes: size,
+      seconds: plain.seconds,
+      mbPerSec: plain.mbPerSec,
+      detail: "bench/transport_bench.ts plain: Deno.connect, no hash",
+    });
+    figures.push({
+      name: `transport: TLS 1.3 copy ${label}`,
+      sizeBytes: size,
+      seconds: tls.seconds,
+      mbPerSec: tls.mbPerSec,
+      detail: `bench/transport_bench.ts tls: node:tls + adapter, no hash; ${
+        (100 * tls.mbPerSec / plain.mbPerSec).toFixed(0)
+      }% of plain (reported, no target)`,
+    });
+  } catch (error) {
+    const name = `transport: TLS 1.3 copy ${label}`;
+    figures.push({ name, sizeBytes: size, skipped: failure(error) });
+    skipped.push(`${name}: ${failure(error)}`);
+  }
+}
+
 async function benchSize(dir: string, size: number, full: boolean): Promise<void> {
   const label = sizeLabel(size);
   const r = full ? runs : 1;
+  /** The external and Deno baselines and their targets: not in a `--encryption-only` run. */
+  const baselines = full && !encryptionOnly;
   const limitMs = runLimitMs(size);
   const file = join(dir, `payload-${size}.bin`);
   const meta = `${file}.p2pmeta`;
@@ -521,7 +690,7 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
   // create against openssl
   const createArgs = ["run", `--allow-read=${dir}`, `--allow-write=${dir}`, main, "create", file];
   const create = await medianOf(
-    r,
+    encryptionOnly ? 1 : r,
     () => measure(Deno.execPath(), [...createArgs, "-o", meta], limitMs),
   );
   const createFigure: Figure = {
@@ -534,9 +703,9 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
   const metaJson = JSON.parse(await Deno.readTextFile(meta));
   const pieceLength = metaJson.info.pieceLength as number;
   createFigure.detail = `pieces of ${formatBytes(pieceLength)}`;
-  figures.push(createFigure);
+  if (!encryptionOnly) figures.push(createFigure);
   const external = { runs, workDir: dir, runTimeoutMs: limitMs };
-  if (full) {
+  if (baselines) {
     console.log(`bench: ${label}: openssl, curl, aria2c`);
     checkSpeed(createFigure, addExternal(await benchOpensslSha256(file, external), size), {
       min: 0.8,
@@ -548,7 +717,7 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
   let tcpBaseline: Figure | undefined;
   let aria2Http: Figure | undefined;
   let aria2Bt: Figure | undefined;
-  if (full) {
+  if (baselines) {
     const hashSeconds = hashSecondsInMemory(size);
     figures.push({
       name: "Deno SHA-256, node:crypto, 1 core, in memory",
@@ -620,7 +789,8 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
 
   // seeder, then the downloads from it
   const data = join(dir, "data");
-  console.log(`bench: ${label}: seeder ingest, then download --parallel 1, 4, 8`);
+  const parallels = encryptionOnly ? [ENCRYPTED_PARALLEL] : [1, 4, 8];
+  console.log(`bench: ${label}: seeder ingest, then download --parallel ${parallels.join(", ")}`);
   const seeding = new SeederRun(dir, meta, file, data, limitMs);
   const seederFigure: Figure = {
     name: `seeder ${label}: peak RSS`,
@@ -636,36 +806,15 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
       seconds: ingestSeconds,
       mbPerSec: mbps(size, ingestSeconds),
     });
-    for (const parallel of [1, 4, 8]) {
+    for (const parallel of parallels) {
       const figure: Figure = { name: `download ${label} --parallel ${parallel}`, sizeBytes: size };
       figures.push(figure);
       try {
-        const m = await medianOf(r, async () => {
-          const port = await seeding.ensure(`before download --parallel ${parallel}`);
-          const work = join(dir, `dl-${parallel}`);
-          try {
-            return await measure(Deno.execPath(), [
-              "run",
-              "--allow-net=127.0.0.1",
-              `--allow-read=${dir}`,
-              `--allow-write=${work}`,
-              main,
-              "download",
-              "--meta",
-              meta,
-              "--host",
-              "127.0.0.1",
-              "--port",
-              String(port),
-              "--workdir",
-              work,
-              "--parallel",
-              String(parallel),
-            ], limitMs);
-          } finally {
-            await Deno.remove(work, { recursive: true }).catch(() => {});
-          }
-        });
+        const m = await medianOf(
+          r,
+          () =>
+            measureDownload(dir, meta, seeding, { parallel, work: join(dir, `dl-${parallel}`) }),
+        );
         Object.assign(figure, {
           seconds: m.seconds,
           mbPerSec: mbps(size, m.seconds),
@@ -676,7 +825,7 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
         figure.skipped = failure(error);
         skipped.push(`${figure.name}: ${figure.skipped}`);
       }
-      if (full) {
+      if (baselines) {
         checkSpeed(figure, aria2Http ?? { name: "aria2c -x4 HTTP (nginx)" }, {
           min: 1,
           strict: true,
@@ -707,6 +856,17 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
   checkRss(seederFigure, "seeder");
   if (full) firstSize.seeder = seederFigure;
   else checkRssGrowth(seederFigure, firstSize.seeder);
+  if (full) {
+    await benchEncryptedDownload(
+      dir,
+      size,
+      meta,
+      data,
+      firstSize.downloads.get(ENCRYPTED_PARALLEL),
+      r,
+    );
+    await benchTransportFigures(size, r);
+  }
   await Deno.remove(data, { recursive: true }).catch(() => {});
   await Deno.remove(file).catch(() => {});
 }
@@ -731,7 +891,7 @@ try {
     } catch (error) {
       problems.push(`${sizeLabel(size)} file: ${failure(error)}`);
     }
-    if (i === 0) {
+    if (i === 0 && !encryptionOnly) {
       console.log("bench: swarm");
       const swarm = await benchSwarm().catch((error) => {
         problems.push(`swarm: ${failure(error)}`);
@@ -784,27 +944,32 @@ try {
   console.log(`\ntargets: ${met} met, ${notMet} not met${na ? `, ${na} not measurable` : ""}`);
   if (skipped.length) console.log(`skipped: ${skipped.join("; ")}`);
   if (problems.length) console.log(`problems: ${problems.join("; ")}`);
-  await Deno.writeTextFile(
-    outPath,
-    JSON.stringify(
-      {
-        date: startedAt.toISOString(),
-        ...commit,
-        machine: host,
-        sizesBytes: sizes,
-        runs,
-        quick: values.quick,
-        figures,
-        targets: checks,
-        summary: { met, notMet, notMeasurable: na },
-        skipped,
-        problems,
-      },
-      null,
-      2,
-    ) + "\n",
-  );
-  console.log(`wrote ${outPath}`);
+  if (!outPath) {
+    console.log("--encryption-only: a partial run, no JSON written (give --out PATH to keep it)");
+  } else {
+    await Deno.writeTextFile(
+      outPath,
+      JSON.stringify(
+        {
+          date: startedAt.toISOString(),
+          ...commit,
+          machine: host,
+          sizesBytes: sizes,
+          runs,
+          quick: values.quick,
+          encryptionOnly,
+          figures,
+          targets: checks,
+          summary: { met, notMet, notMeasurable: na },
+          skipped,
+          problems,
+        },
+        null,
+        2,
+      ) + "\n",
+    );
+    console.log(`wrote ${outPath}`);
+  }
 } finally {
   for (const child of live) {
     try {

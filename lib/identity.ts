@@ -154,10 +154,15 @@ function isIpAddress(name: string): boolean {
 /** Makes the identity folder owner-only; folders above it get the usual mode. */
 async function makeIdentityDir(dir: string): Promise<void> {
   try {
-    await Deno.mkdir(dirname(dir), { recursive: true });
+    // The folder alone first: Deno asks for write access to every folder `recursive` touches,
+    // even existing ones, and `--identity DIR` may grant only DIR.
     await Deno.mkdir(dir, { mode: 0o700 });
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) return;
+    if (err instanceof Deno.errors.NotFound) {
+      await Deno.mkdir(dirname(dir), { recursive: true });
+      return await makeIdentityDir(dir);
+    }
     throw new Error(`cannot create identity folder ${dir}: ${(err as Error).message}`, {
       cause: err,
     });
