@@ -12,6 +12,7 @@ import { parsePin, type TrackerTrust } from "../https_trust.ts";
 import type { ShareStorage } from "../storage.ts";
 import { Announcer, type TrackerPeer } from "../tracker_client.ts";
 import { toHex } from "../units.ts";
+import type { OptionSpec } from "./args.ts";
 
 /** A running registration; `stop` says goodbye and waits for every announce loop. */
 export interface Registration {
@@ -108,3 +109,16 @@ export async function checkTrackerTrust(
   }
   return { caFile };
 }
+
+/** The tracker-trust options seed and download take. */
+export const TRUST_OPTIONS: OptionSpec = {
+  "tracker-ca": { type: "string" },
+  "tracker-pin": { type: "string" },
+};
+
+/** Their help text. */
+export const TRUST_USAGE =
+  `  --tracker-ca FILE       trust an https:// tracker whose certificate is signed by (or is) a
+                          certificate in this PEM file, e.g. the tracker's self-signed cert.pem
+  --tracker-pin SHA256    trust an https:// tracker whose certificate has this SHA-256
+                          fingerprint, as the tracker prints it at start (instead of --tracker-ca)`;

@@ -15,7 +15,13 @@ import { RateLimiter } from "../rate_limit.ts";
 import { type ShareSnapshot, TeeSink } from "../snapshot.ts";
 import { ShareStorage } from "../storage.ts";
 import { normalizeTrackerUrl } from "../tracker_client.ts";
-import { checkTrackerTrust, register, type Registration } from "./announce.ts";
+import {
+  checkTrackerTrust,
+  register,
+  type Registration,
+  TRUST_OPTIONS,
+  TRUST_USAGE,
+} from "./announce.ts";
 import {
   expectPositionals,
   optDuration,
@@ -88,10 +94,7 @@ Output:
   --workdir DIR           work folder (default ./downloads)
 ${WEB_USAGE}
 ${SECURE_USAGE}
-  --tracker-ca FILE       trust an https:// tracker whose certificate is signed by (or is) a
-                          certificate in this PEM file, e.g. the tracker's self-signed cert.pem
-  --tracker-pin SHA256    trust an https:// tracker whose certificate has this SHA-256
-                          fingerprint, as the tracker prints it at start (instead of --tracker-ca)
+${TRUST_USAGE}
   --json                  print one JSON event per line
   -h, --help              show this help
 
@@ -119,8 +122,7 @@ Permissions: --allow-net (the peers, the tracker and, in a swarm, the listen add
       only: { type: "string", multiple: true },
       ...WEB_OPTIONS,
       ...SECURE_OPTIONS,
-      "tracker-ca": { type: "string" },
-      "tracker-pin": { type: "string" },
+      ...TRUST_OPTIONS,
     }, "download");
     expectPositionals(args, 0, "download");
     const web = webSettings(args, "download");

@@ -26,7 +26,7 @@ import { PieceState, type ShareSnapshot, TeeSink } from "../snapshot.ts";
 import { attachWebMonitor, WEB_OPTIONS, WEB_USAGE, type WebMonitor, webSettings } from "./web.ts";
 import { RateLimiter } from "../rate_limit.ts";
 import { UsageError } from "../errors.ts";
-import { checkTrackerTrust, register } from "./announce.ts";
+import { checkTrackerTrust, register, TRUST_OPTIONS, TRUST_USAGE } from "./announce.ts";
 import { normalizeTrackerUrl } from "../tracker_client.ts";
 
 /** How often a seeder with peers reports its uploads. */
@@ -54,10 +54,7 @@ Options:
                        URL works too); default: the trackers listed in M
 ${WEB_USAGE}
 ${SECURE_USAGE}
-  --tracker-ca FILE    trust an https:// tracker whose certificate is signed by (or is) a
-                       certificate in this PEM file, e.g. the tracker's self-signed cert.pem
-  --tracker-pin SHA256 trust an https:// tracker whose certificate has this SHA-256
-                       fingerprint, as the tracker prints it at start (instead of --tracker-ca)
+${TRUST_USAGE}
   --json               print one JSON event per line
   -h, --help           show this help
 
@@ -76,8 +73,7 @@ Permissions: --allow-net --allow-read=M,FILE,DIR --allow-write=DIR
       "max-upload-rate": { type: "string" },
       ...WEB_OPTIONS,
       ...SECURE_OPTIONS,
-      "tracker-ca": { type: "string" },
-      "tracker-pin": { type: "string" },
+      ...TRUST_OPTIONS,
     }, "seed");
     expectPositionals(args, 0, "seed");
     const web = webSettings(args, "seed");

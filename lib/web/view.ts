@@ -18,21 +18,7 @@ export const MAX_EVENT_TEXT_CHARS = 300;
 export const MAX_EVENT_ARRAY_ITEMS = 50;
 
 /** A share as the page sees it: the snapshot without its piece states, peers bounded. */
-export interface ShareView {
-  role: "seed" | "download";
-  name: string;
-  infoHash: string;
-  bytesTotal: number;
-  pieceLength: number;
-  piecesTotal: number;
-  piecesDone: number;
-  bytesDone: number;
-  downloadRateBytesPerSec: number;
-  uploadRateBytesPerSec: number;
-  bytesDownloaded: number;
-  bytesUploaded: number;
-  etaSeconds: number | null;
-  complete: boolean;
+export interface ShareView extends Omit<ShareSnapshot, "pieceStates" | "peers"> {
   /** Connected peers, all of them; `peers` lists at most {@linkcode MAX_PEERS_SENT}. */
   peerCount: number;
   peers: PeerSnapshot[];
