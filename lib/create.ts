@@ -8,7 +8,7 @@
 
 import { basename, join, normalize } from "node:path";
 import type { EventSink } from "./events.ts";
-import { hashPieces, openFile } from "./file_io.ts";
+import { hashAllPieces, openFile } from "./file_io.ts";
 import {
   autoPieceLength,
   buildMetadata,
@@ -65,12 +65,10 @@ export async function createMetadata(path: string, options: CreateOptions = {}):
   if (!info.isFile) throw new UsageError(`${path} is not a regular file or a folder`);
   const pieceLength = checkPieceLength(options.pieceLength ?? autoPieceLength(info.size));
   const layout = new PieceLayout(info.size, pieceLength);
-  const pieces: string[] = [];
+  let pieces: string[];
   const handle = await openFile(path, "r");
   try {
-    for await (const piece of hashPieces(handle, layout, { signal: options.signal })) {
-      pieces.push(toHex(piece.digest));
-    }
+    pieces = (await hashAllPieces(handle, layout, { signal: options.signal })).map(toHex);
   } finally {
     await handle.close();
   }
@@ -169,16 +167,16 @@ async function createFolderMetadata(root: string, options: CreateOptions): Promi
   const pieceLength = checkPieceLength(options.pieceLength ?? autoPieceLength(length));
   const layout = new FileLayout(entries, pieceLength);
   const reader = await TreeReader.open(layout, entries.map((e) => e.source));
-  const pieces: string[] = [];
+  let pieces: string[];
   try {
     for (const file of layout.files) {
       if (!reader.entryMatches(file.index)) {
         throw new Error(`${entries[file.index].source} changed while the folder was being read`);
       }
     }
-    for await (const piece of hashPieces(reader.read, layout.pieces, { signal: options.signal })) {
-      pieces.push(toHex(piece.digest));
-    }
+    pieces = (await hashAllPieces(reader.read, layout.pieces, { signal: options.signal })).map(
+      toHex,
+    );
   } catch (err) {
     if (err instanceof RangeError) {
       throw new Error(`a file under ${root} changed while it was being hashed (${err.message})`, {

@@ -37,6 +37,8 @@ const PIPELINE_SECONDS = 1;
 const MAX_REQUESTS_IN_FLIGHT = 128;
 /** Pieces waiting for their hash at once per connection before it stops reading (memory bound). */
 const MAX_VERIFYING_PER_CONN = 4;
+/** Block writes one connection may have in flight (16 x 256 KiB = 4 MiB) before it waits. */
+const MAX_WRITES_PER_CONN = 16;
 /** How long a connection attempt may take. */
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Reconnect attempts to a peer after a connection is lost. */
@@ -575,6 +577,8 @@ export class DownloadSession {
     this.signal.addEventListener("abort", onAbort, { once: true });
     const assemblies = new Map<number, Assembly>();
     const verifying = new Set<Promise<void>>();
+    /** Block writes not yet landed. */
+    const writing = new Set<Promise<void>>();
     let choked = true;
     let requestedBytes = 0;
     let completedHere = 0;
@@ -761,13 +765,25 @@ export class DownloadSession {
                 `piece ${msg.index} block at ${msg.begin}: ${msg.data.length} bytes, asked ${expected}`,
               );
             }
+            // A block hashed now (in order, the usual case) goes back to the connection for
+            // reuse once its write has landed too; one held in `early` is left to the GC.
+            const inOrder = msg.begin === a.hashedTo;
             if (a.buffer) {
               a.buffer.set(msg.data, msg.begin);
+              hashInOrder(a, msg.begin, msg.data);
+              if (inOrder) conn.recycle(msg.data);
             } else {
               // Straight to disk; a write error surfaces when the piece is marked verified.
-              this.storage.writeBlock(a.index, msg.begin, msg.data).catch(() => {});
+              const data = msg.data;
+              const written = this.storage.writeBlock(a.index, msg.begin, data);
+              hashInOrder(a, msg.begin, data);
+              const settled: Promise<void> = written
+                .then(() => {
+                  if (inOrder) conn.recycle(data);
+                }, () => {})
+                .finally(() => writing.delete(settled));
+              writing.add(settled);
             }
-            hashInOrder(a, msg.begin, msg.data);
             a.pending.delete(msg.begin);
             requestedBytes -= expected;
             lastBlockMs = performance.now();
@@ -785,6 +801,9 @@ export class DownloadSession {
               // Bound memory: stop reading while too many pieces wait for their hash.
               if (verifying.size >= MAX_VERIFYING_PER_CONN) await Promise.race(verifying);
             }
+            // Bound memory: when the disk falls behind (writeback throttling on a large file),
+            // stop reading until a write lands, rather than hold every block in RAM.
+            if (writing.size >= MAX_WRITES_PER_CONN) await Promise.race(writing);
             break;
           }
           case "error":

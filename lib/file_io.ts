@@ -6,6 +6,7 @@
  */
 
 import { type FileHandle, open as openFile } from "node:fs/promises";
+import { createHash, type Hash } from "node:crypto";
 import { sha256 } from "./hash.ts";
 import type { PieceLayout } from "./pieces.ts";
 
@@ -99,7 +100,8 @@ const PIPELINE_BYTES = 64 * 1024 * 1024;
 /**
  * Reads and hashes the given pieces of a file, several at a time (Web Crypto hashes off the
  * JS thread, so reading the next piece overlaps hashing this one), yielding them in order.
- * Memory stays bounded by a fixed budget whatever the file size.
+ * Memory stays bounded by a fixed budget whatever the file size. A piece's `data` is valid
+ * until the next piece is asked for: its buffer is then reused.
  *
  * @param source the file, opened for reading, or a reader over the files of a share
  * @param layout piece geometry
@@ -117,9 +119,14 @@ export async function* hashPieces(
   const read: ReadAt = typeof source === "function"
     ? source
     : (buf, position) => readFully(source, buf, position);
+  // Piece buffers are reused once the caller has moved on (at most inFlight + 1 exist): each
+  // fresh 1 MiB buffer lives outside the V8 heap until a GC that V8 only starts after about
+  // 64 MB more of them, which took a seeder's ingest of 1 GiB to 141 MB RSS.
+  const free: Uint8Array[] = [];
   const start = (index: number): Promise<HashedPiece> => {
     const span = layout.span(index);
-    const data = new Uint8Array(span.length);
+    const reused = free.findIndex((b) => b.length === span.length);
+    const data = reused < 0 ? new Uint8Array(span.length) : free.splice(reused, 1)[0];
     return read(data, base + span.offset).then(async () => ({
       index,
       data,
@@ -136,12 +143,86 @@ export async function* hashPieces(
       const head = queue.shift();
       if (!head) return;
       options.signal?.throwIfAborted();
-      yield await head;
+      const piece = await head;
+      yield piece;
+      free.push(piece.data); // the caller asked for the next piece: done with this one
     }
   } finally {
     // Settle reads still in flight so no file operation outlives the caller.
     await Promise.allSettled(queue);
   }
+}
+
+/** Bytes per read of {@linkcode hashAllPieces}, and how many such reads are in flight. */
+const SEQUENTIAL_CHUNK = 4 * 1024 * 1024;
+const SEQUENTIAL_READS = 3;
+
+/**
+ * SHA-256 of every piece of a share, in order, for `create`: reads 4 MiB chunks at their
+ * positions into 3 reused buffers (12 MiB whatever the file or piece size) and hashes them with
+ * `node:crypto` on the JS thread while the next reads run on the I/O threads. Measured on 1 GiB
+ * (2 cores): about 0.6 s against 0.85 s for {@linkcode hashPieces}, whose Web Crypto digests
+ * copy each piece and run slower per byte; blocking the JS thread is harmless here because
+ * nothing else runs while a share is created. A piece longer than a chunk is hashed
+ * incrementally across chunks.
+ *
+ * @param source the file, opened for reading, or a reader over the files of a share
+ * @param layout piece geometry
+ * @returns one digest per piece
+ */
+export async function hashAllPieces(
+  source: FileHandle | ReadAt,
+  layout: PieceLayout,
+  options: { signal?: AbortSignal } = {},
+): Promise<Uint8Array[]> {
+  const read: ReadAt = typeof source === "function"
+    ? source
+    : (buf, position) => readFully(source, buf, position);
+  const total = layout.totalLength;
+  const buffers = Array.from(
+    { length: SEQUENTIAL_READS },
+    () => new Uint8Array(Math.min(SEQUENTIAL_CHUNK, Math.max(1, total))),
+  );
+  const reads: Promise<Uint8Array>[] = [];
+  let readPos = 0;
+  let issued = 0;
+  const issue = () => {
+    const buf = buffers[issued++ % SEQUENTIAL_READS];
+    const view = buf.subarray(0, Math.min(buf.length, total - readPos));
+    reads.push(read(view, readPos).then(() => view));
+    readPos += view.length;
+  };
+  const digests: Uint8Array[] = [];
+  let hash: Hash | undefined;
+  let pieceLeft = 0; // bytes of the current piece still to hash
+  try {
+    while (readPos < total && reads.length < SEQUENTIAL_READS) issue();
+    while (reads.length > 0) {
+      const chunk = await reads.shift()!;
+      options.signal?.throwIfAborted();
+      let at = 0;
+      while (at < chunk.length) {
+        if (!hash) {
+          hash = createHash("sha256");
+          pieceLeft = layout.span(digests.length).length;
+        }
+        const take = Math.min(pieceLeft, chunk.length - at);
+        hash.update(chunk.subarray(at, at + take));
+        at += take;
+        pieceLeft -= take;
+        if (pieceLeft === 0) {
+          digests.push(hash.digest());
+          hash = undefined;
+        }
+      }
+      // The buffer just hashed is the next one reused: hashing above was synchronous.
+      if (readPos < total) issue();
+    }
+  } finally {
+    // Settle reads still in flight so no file operation outlives the caller.
+    await Promise.allSettled(reads);
+  }
+  return digests;
 }
 
 /** One open file of a {@linkcode HandlePool}. */

@@ -355,6 +355,11 @@ export class PeerServer {
 
     const sender = (async () => {
       let pending: Promise<void> = Promise.resolve();
+      // Two frames alternate (one sending, one being read into) where the transport allows:
+      // a fresh 256 KiB frame per block is garbage V8 frees late, and kept the seeder's RSS
+      // near 150 MB for a 1 GiB download.
+      let sending: Uint8Array | undefined;
+      let spare: Uint8Array | undefined;
       while (receiving || queue.length > 0) {
         const req = peer.choked ? undefined : queue.shift();
         if (!req) {
@@ -363,10 +368,13 @@ export class PeerServer {
         }
         await throttle(this.#options.uploadLimiter, req.length);
         if (conn.closed) return;
-        const { frame, data } = allocPieceFrame(req.index, req.begin, req.length);
+        const { frame, data } = allocPieceFrame(req.index, req.begin, req.length, spare);
+        spare = undefined;
         await storage.readBlock(req.index, req.begin, data);
         await pending; // one write in flight while the next block is read
         if (conn.closed) return;
+        if (conn.sentFramesReusable) spare = sending; // its send has completed
+        sending = frame;
         pending = conn.send(frame);
         // Awaited before the next write; until then a broken pipe must not go unhandled.
         pending.catch(() => {});

@@ -184,19 +184,26 @@ export const PIECE_HEADER_BYTES = 13;
 
 /**
  * Allocates a whole piece frame with its header written, so the sender can read file bytes
- * straight into `data` and send `frame` with a single write, without copying.
+ * straight into `data` and send `frame` with a single write, without copying. `reuse`, a frame
+ * no longer in use, is rewritten instead when its size fits.
  */
 export function allocPieceFrame(
   index: number,
   begin: number,
   length: number,
+  reuse?: Uint8Array,
 ): { frame: Uint8Array; data: Uint8Array } {
   checkU32(index, "piece index");
   checkU32(begin, "block offset");
   if (!(length >= 0 && length <= MAX_BLOCK_BYTES)) {
     throw new RangeError(`block length ${length} out of range`);
   }
-  const { buf, view } = frame(MessageType.PIECE, 8 + length);
+  // A spare frame of the right size (one whose send completed) is rewritten in place.
+  const { buf, view } = reuse?.length === PIECE_HEADER_BYTES + length
+    ? { buf: reuse, view: new DataView(reuse.buffer, reuse.byteOffset, reuse.byteLength) }
+    : frame(MessageType.PIECE, 8 + length);
+  view.setUint32(0, 9 + length);
+  buf[4] = MessageType.PIECE;
   view.setUint32(5, index);
   view.setUint32(9, begin);
   return { frame: buf, data: buf.subarray(PIECE_HEADER_BYTES) };
@@ -328,14 +335,7 @@ export class FrameDecoder {
   nextBody(): Uint8Array | undefined {
     if (this.#buffered < 4) return undefined;
     const length = this.#peekLength();
-    if (this.maxFrameBytes === MAX_HANDSHAKE_FRAME_BYTES && looksLikeTlsFrameLength(length)) {
-      throw new ProtocolError("tried an encrypted connection; this peer runs without --encrypt");
-    }
-    if (length > this.maxFrameBytes) {
-      throw new ProtocolError(
-        `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}`,
-      );
-    }
+    this.checkLength(length);
     if (this.#buffered < 4 + length) return undefined;
     const first = this.#chunks[0];
     if (first.length >= 4 + length) {
@@ -354,6 +354,23 @@ export class FrameDecoder {
       this.#consume(take);
     }
     return body;
+  }
+
+  /**
+   * Refuses a frame length prefix over {@linkcode FrameDecoder.maxFrameBytes} (or, before the
+   * handshake, one that looks like TLS). Public for readers that read frames without `push`.
+   *
+   * @throws {ProtocolError} when the length is refused
+   */
+  checkLength(length: number): void {
+    if (this.maxFrameBytes === MAX_HANDSHAKE_FRAME_BYTES && looksLikeTlsFrameLength(length)) {
+      throw new ProtocolError("tried an encrypted connection; this peer runs without --encrypt");
+    }
+    if (length > this.maxFrameBytes) {
+      throw new ProtocolError(
+        `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}`,
+      );
+    }
   }
 
   /** Takes the next whole message out, or `undefined` when more bytes are needed. */
