@@ -16,6 +16,7 @@
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { concatBytes } from "../lib/units.ts";
 
 /** One external figure. */
 export interface ExternalResult {
@@ -91,13 +92,7 @@ const utf8 = new TextEncoder();
 export function bencode(value: Bencodable): Uint8Array {
   const parts: Uint8Array[] = [];
   encodeInto(value, parts);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 function encodeInto(value: Bencodable, parts: Uint8Array[]): void {

@@ -150,12 +150,7 @@ export class PeerConnection {
       try {
         chunk = await this.#reader!.read();
       } catch (err) {
-        if (this.#closed) {
-          throw new ProtocolError(this.#closeReason || "connection closed", { cause: err });
-        }
-        throw new ProtocolError(`connection to ${this.remote} lost: ${(err as Error).message}`, {
-          cause: err,
-        });
+        throw this.#readFailed(err);
       }
       if (chunk.done) {
         if (this.#closed && this.#closeReason) throw new ProtocolError(this.#closeReason);
@@ -178,6 +173,16 @@ export class PeerConnection {
     if (!this.#issued.has(buf) || this.#pool.length >= MAX_POOLED_BODIES) return;
     this.#issued.delete(buf);
     this.#pool.push(buf);
+  }
+
+  /** The error a failed read becomes: why we closed, or that the connection was lost. */
+  #readFailed(err: unknown): ProtocolError {
+    if (this.#closed) {
+      return new ProtocolError(this.#closeReason || "connection closed", { cause: err });
+    }
+    return new ProtocolError(`connection to ${this.remote} lost: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 
   /** {@linkcode PeerConnection.receive} on a byte stream: prefix, then body in place. */
@@ -221,12 +226,7 @@ export class PeerConnection {
           new Uint8Array(buffer, offset + filled, length - filled),
         );
       } catch (err) {
-        if (this.#closed) {
-          throw new ProtocolError(this.#closeReason || "connection closed", { cause: err });
-        }
-        throw new ProtocolError(`connection to ${this.remote} lost: ${(err as Error).message}`, {
-          cause: err,
-        });
+        throw this.#readFailed(err);
       }
       if (chunk.done) {
         if (this.#closed && this.#closeReason) throw new ProtocolError(this.#closeReason);

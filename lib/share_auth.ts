@@ -12,6 +12,7 @@
  */
 
 import { canonicalJson, type Info } from "./metadata.ts";
+import { concatBytes } from "./units.ts";
 
 /** Length of nonces and proofs in bytes. */
 export const AUTH_BYTES = 32;
@@ -50,13 +51,7 @@ function transcript(ctx: ProofContext): Uint8Array<ArrayBuffer> {
     ctx.initiatorCert,
     ctx.responderCert,
   ];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** The proof one side sends. */

@@ -51,6 +51,7 @@ import {
 } from "./helpers.ts";
 import { msLeft, startSwarmDownloader, type TimedCli } from "./swarm_kit.ts";
 import { pollStats, startTracker, swarmOf } from "./tracker_kit.ts";
+import { concatBytes } from "../lib/units.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -318,13 +319,7 @@ function frame(type: number, payload: Uint8Array): Uint8Array {
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 const random32 = () => crypto.getRandomValues(new Uint8Array(32));

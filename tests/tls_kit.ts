@@ -13,6 +13,7 @@ import {
   type SecureStream,
   tlsDialer,
 } from "../lib/tls_transport.ts";
+import { concatBytes } from "../lib/units.ts";
 
 /** A fresh peer identity (not stored: tests that need files use `loadOrCreateIdentity`). */
 export function peerIdentity(): Promise<Identity> {
@@ -128,13 +129,7 @@ export async function readAllPlain(conn: Deno.Conn, timeoutMs = 10_000): Promise
   } finally {
     clearTimeout(timer);
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** A tracker certificate written to files, as `tracker --tls-cert/--tls-key` takes them. */
