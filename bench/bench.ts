@@ -643,9 +643,9 @@ async function benchEncryptedDownload(
 }
 
 /**
- * The raw transport copy of `bench/transport_bench.ts` (1 MiB writes between two processes, no
- * hashing, no p2p-share logic): plain Deno TCP against TLS 1.3 through the peer adapter, the
- * modes taking turns run by run. Reported, no target: it says how much of the encrypted
+ * The raw transport copy of `bench/transport_bench.ts` (1 MiB writes, 256 KiB reads, between two
+ * processes, no hashing, no p2p-share logic): plain Deno TCP against TLS 1.3 as peers run it
+ * (a `node:tls` listener sending to a Deno TLS dialer), the modes taking turns run by run. Reported, no target: it says how much of the encrypted
  * download's cost is the transport itself.
  */
 async function benchTransportFigures(size: number, r: number): Promise<void> {
@@ -665,7 +665,7 @@ async function benchTransportFigures(size: number, r: number): Promise<void> {
       sizeBytes: size,
       seconds: tls.seconds,
       mbPerSec: tls.mbPerSec,
-      detail: `bench/transport_bench.ts tls: node:tls + adapter, no hash; ${
+      detail: `bench/transport_bench.ts tls: node:tls sender, Deno TLS receiver, no hash; ${
         (100 * tls.mbPerSec / plain.mbPerSec).toFixed(0)
       }% of plain (reported, no target)`,
     });

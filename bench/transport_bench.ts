@@ -4,7 +4,9 @@
  *
  * - `plain`: `Deno.listen`/`Deno.connect` and their streams (today's peer transport)
  * - `plain-node`: `node:net` through `socketByteStream` (the adapter alone)
- * - `tls`: `listenSecure`/`tlsDialer` (TLS 1.3, both certificates) through the adapter
+ * - `tls`: `listenSecure`/`tlsDialer` (TLS 1.3, both certificates), in the direction pieces flow:
+ *   the listener (`node:tls` through the adapter, as a seeder) sends, the dialer (Deno's TLS
+ *   pinned to the listener's certificate, as a downloader) receives
  * - `tls-gated`: as `tls`, read through an `AuthGate` as `PeerConnection` would read it
  *
  * Usage: `deno run --allow-net=127.0.0.1 --allow-run --allow-read --allow-env
@@ -32,6 +34,8 @@ export const MODES = ["plain", "plain-node", "tls", "tls-gated"] as const;
 export type Mode = (typeof MODES)[number];
 
 const CHUNK_BYTES = 1024 * 1024;
+/** What the receiver reads into at a time: a 256 KiB block, as in a PIECE frame. */
+const READ_BYTES = 256 * 1024;
 const SELF = new URL(import.meta.url).pathname;
 
 /** One measured copy. */
@@ -45,13 +49,36 @@ export interface TransportFigure {
 /** Set in the receiving process by `--hash`: hash what arrives, as a downloader does. */
 let hashing = false;
 
-async function readAll(stream: ByteStream, gated: boolean): Promise<number> {
+async function readAll(stream: ByteStream, gated: boolean, sha256 = hashing): Promise<number> {
   const readable = gated ? openGate(stream) : stream.readable;
-  const hash = hashing ? createHash("sha256") : undefined;
+  const hash = sha256 ? createHash("sha256") : undefined;
   let bytes = 0;
-  for await (const chunk of readable) {
-    hash?.update(chunk);
-    bytes += chunk.length;
+  try {
+    // Into one reused buffer where the stream allows, as `PeerConnection` reads frames.
+    let byob: ReadableStreamBYOBReader | undefined;
+    try {
+      byob = readable.getReader({ mode: "byob" });
+    } catch {
+      // Not a byte stream.
+    }
+    if (byob) {
+      let buffer = new ArrayBuffer(READ_BYTES);
+      for (;;) {
+        const { done, value } = await byob.read(new Uint8Array(buffer));
+        if (done) break;
+        hash?.update(value);
+        bytes += value.length;
+        buffer = value.buffer as ArrayBuffer;
+      }
+    } else {
+      for await (const chunk of readable) {
+        hash?.update(chunk);
+        bytes += chunk.length;
+      }
+    }
+  } catch (err) {
+    // Deno's TLS: the `node:tls` sender closed without a close_notify; the count tells.
+    if (!(err instanceof Deno.errors.UnexpectedEof)) throw err;
   }
   hash?.digest();
   return bytes;
@@ -88,17 +115,33 @@ async function receiver(mode: Mode): Promise<void> {
     server.close();
     return;
   }
+  // Encrypted: this side listens and sends, as a seeder does (see `copyOnce`).
   const identity = await makeSelfSignedCertificate({ commonName: PEER_CERT_CN });
   const listener = await listenSecure({ hostname: "127.0.0.1", port: 0, identity });
   say(`port ${listener.addr.port}`);
   for await (const stream of listener.accept()) {
-    const bytes = await readAll(stream, mode === "tls-gated");
-    say(`done ${bytes}`);
+    const sent = await writeAll(stream, sendBytes);
+    say(`done ${sent}`);
     stream.close();
     await stream.closed;
     break;
   }
   listener.close();
+}
+
+/** Bytes the encrypted modes' listening side sends (`--size` in the child). */
+let sendBytes = 0;
+
+/** Writes `bytes` of a fixed pattern in 1 MiB chunks and closes the writable. */
+async function writeAll(stream: ByteStream, bytes: number): Promise<number> {
+  const block = new Uint8Array(CHUNK_BYTES);
+  for (let i = 0; i < block.length; i++) block[i] = (i * 131 + 7) & 0xff;
+  const writer = stream.writable.getWriter();
+  for (let sent = 0; sent < bytes; sent += block.length) {
+    await writer.write(sent + block.length <= bytes ? block : block.subarray(0, bytes - sent));
+  }
+  await writer.close();
+  return bytes;
 }
 
 async function dial(mode: Mode, port: number): Promise<ByteStream & { closed?: Promise<void> }> {
@@ -113,9 +156,10 @@ async function dial(mode: Mode, port: number): Promise<ByteStream & { closed?: P
 }
 
 /**
- * Copies `bytes` over loopback with `mode`, from this process to a child process.
+ * Copies `bytes` over loopback with `mode`: plaintext from this process to a child process,
+ * encrypted from the child (listening, as a seeder) to this process (dialing, as a downloader).
  *
- * @returns the wall time from connecting to the child having read every byte
+ * @returns the wall time from connecting to the receiver having read every byte
  */
 export async function copyOnce(
   mode: Mode,
@@ -133,6 +177,8 @@ export async function copyOnce(
       "receive",
       "--modes",
       mode,
+      "--size",
+      String(bytes),
       ...(hash ? ["--hash"] : []),
     ],
     stdout: "piped",
@@ -154,17 +200,24 @@ export async function copyOnce(
     }
   };
   const port = Number((await nextLine()).replace(/^port /, ""));
-  const block = new Uint8Array(CHUNK_BYTES);
-  for (let i = 0; i < block.length; i++) block[i] = (i * 131 + 7) & 0xff;
   const started = performance.now();
   const stream = await dial(mode, port);
-  const writer = stream.writable.getWriter();
-  for (let sent = 0; sent < bytes; sent += block.length) {
-    await writer.write(sent + block.length <= bytes ? block : block.subarray(0, bytes - sent));
+  let seconds: number;
+  if (mode.startsWith("tls")) {
+    // Pieces flow from the listener to the dialer: this side dials and reads. The listener
+    // hands a connection over with its first bytes (an initiator speaks first): a keep-alive.
+    const opener = stream.writable.getWriter();
+    await opener.write(new Uint8Array(4));
+    opener.releaseLock();
+    const got = await readAll(stream, mode === "tls-gated", hash);
+    seconds = (performance.now() - started) / 1000;
+    if (got !== bytes) throw new Error(`received ${got} of ${bytes} bytes over ${mode}`);
+  } else {
+    await writeAll(stream, bytes);
+    seconds = NaN;
   }
-  await writer.close();
   const done = await nextLine();
-  const seconds = (performance.now() - started) / 1000;
+  if (!mode.startsWith("tls")) seconds = (performance.now() - started) / 1000;
   if (done !== `done ${bytes}`) throw new Error(`receiver for ${mode} said "${done}"`);
   try {
     stream.close();
@@ -209,6 +262,7 @@ if (import.meta.main) {
     },
   });
   hashing = values.hash!;
+  sendBytes = parseSize(values.size!);
   const modes = values.modes!.split(",").map((m) => {
     if (!(MODES as readonly string[]).includes(m)) throw new Error(`unknown mode ${m}`);
     return m as Mode;

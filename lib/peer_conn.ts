@@ -23,6 +23,12 @@ export interface ByteStream {
   readable: ReadableStream<Uint8Array>;
   writable: WritableStream<Uint8Array>;
   close(): void;
+  /**
+   * True when a write, once resolved, no longer holds its chunk, so the chunk may be reused;
+   * false when the transport may still read it. Unset: true for a byte stream (`Deno.Conn`,
+   * whose writes resolve after every byte left the buffer), false otherwise.
+   */
+  writeReleasesBuffer?: boolean;
 }
 
 /** Timing of a connection. */
@@ -88,7 +94,7 @@ export class PeerConnection {
     try {
       this.#byob = stream.readable.getReader({ mode: "byob" });
     } catch {
-      // Not a byte stream (TLS, tests' in-memory pairs): whole chunks through the decoder.
+      // Not a byte stream (tests' in-memory pairs): whole chunks through the decoder.
       this.#reader = stream.readable.getReader();
     }
     const tick = Math.max(50, Math.min(timing.keepAliveMs, timing.idleTimeoutMs) / 3);
@@ -122,13 +128,9 @@ export class PeerConnection {
     return this.#writer.write(frame);
   }
 
-  /**
-   * True when a frame may be reused once its `send` has resolved. A byte stream is Deno's own
-   * TCP (or TLS) connection, whose writes resolve only after every byte left the buffer; other
-   * transports (the `node:tls` one) may still hold the frame after resolving.
-   */
+  /** True when a frame may be reused once its `send` has resolved (see `ByteStream`). */
   get sentFramesReusable(): boolean {
-    return this.#byob !== undefined;
+    return this.#stream.writeReleasesBuffer ?? this.#byob !== undefined;
   }
 
   /** Resolves when the transport can take more without queueing (backpressure). */
@@ -226,7 +228,10 @@ export class PeerConnection {
           new Uint8Array(buffer, offset + filled, length - filled),
         );
       } catch (err) {
-        throw this.#readFailed(err);
+        // Deno's TLS reports a peer that closed without a TLS close_notify (as `node:tls`
+        // peers do) as an error: an end like any other, checked below for a cut frame.
+        if (!(err instanceof Deno.errors.UnexpectedEof)) throw this.#readFailed(err);
+        chunk = { done: true, value: undefined };
       }
       if (chunk.done) {
         if (this.#closed && this.#closeReason) throw new ProtocolError(this.#closeReason);

@@ -31,7 +31,7 @@
 import { ProtocolError } from "./errors.ts";
 import type { ByteStream, PeerConnection, RemoteHello } from "./peer_conn.ts";
 import { AUTH_BYTES, checkProof, makeProof, newNonce, type ProofContext } from "./share_auth.ts";
-import { toHex } from "./units.ts";
+import { concatBytes, toHex } from "./units.ts";
 import { decodeBody, MAX_HANDSHAKE_FRAME_BYTES, MessageType, PROTOCOL_VERSION } from "./wire.ts";
 
 /** Message type of AUTH_CHALLENGE: payload is a 32-byte nonce. (To move into `wire.ts`.) */
@@ -67,44 +67,95 @@ function frameOf(type: number, payload: Uint8Array): Uint8Array {
   return frame;
 }
 
+/** The buffer a gate's reads of the wrapped stream (and default reads of the gate) use. */
+const GATE_CHUNK_BYTES = 64 * 1024;
+
 /**
  * A `ByteStream` wrapper for one connection: build the `PeerConnection` on it, and pass it to
  * {@linkcode secureHandshakeAsInitiator} or {@linkcode secureHandshakeAsResponder}. Until the
- * handshake opens it, `PeerConnection` reads nothing; afterwards every chunk passes through
- * unchanged. Writes go straight to the wrapped stream.
+ * handshake opens it, `PeerConnection` reads nothing; afterwards every byte passes through
+ * unchanged. Writes go straight to the wrapped stream. Over a byte stream the gate is a byte
+ * stream too, and a BYOB read of the gate reads the wrapped stream straight into the reader's
+ * buffer: no copy and no allocation per frame on the data path.
  */
 export class AuthGate implements ByteStream {
   readonly readable: ReadableStream<Uint8Array>;
   readonly writable: WritableStream<Uint8Array>;
+  /** As the wrapped stream says. */
+  readonly writeReleasesBuffer?: boolean;
   #stream: ByteStream;
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #reader?: ReadableStreamDefaultReader<Uint8Array>;
+  #byob?: ReadableStreamBYOBReader;
   /** Bytes read but not yet taken as frames (small: frames are bounded before the proof). */
   #pending = new Uint8Array(0);
-  /** Chunks to hand to `PeerConnection` first once open. */
-  #queued: Uint8Array[] = [];
+  /** What `PeerConnection` reads first once open: the replayed frame and `#pending`. */
+  #replay = new Uint8Array(0);
   #opened = Promise.withResolvers<void>();
   #state: "closed" | "open" | "failed" = "closed";
 
   /** @param stream the connection, usually a `SecureStream` */
   constructor(stream: ByteStream) {
     this.#stream = stream;
-    this.#reader = stream.readable.getReader();
     this.writable = stream.writable;
+    this.writeReleasesBuffer = stream.writeReleasesBuffer;
     this.#opened.promise.catch(() => {}); // observed through `readable`
-    this.readable = new ReadableStream<Uint8Array>(
-      {
+    try {
+      this.#byob = stream.readable.getReader({ mode: "byob" });
+    } catch {
+      this.#reader = stream.readable.getReader();
+    }
+    const cancel = (reason: unknown) => (this.#byob ?? this.#reader)!.cancel(reason);
+    if (this.#byob) {
+      const byob = this.#byob;
+      this.readable = new ReadableStream({
+        type: "bytes",
+        autoAllocateChunkSize: GATE_CHUNK_BYTES,
         pull: async (controller) => {
           await this.#opened.promise;
-          const queued = this.#queued.shift();
-          if (queued) return controller.enqueue(queued);
-          const { done, value } = await this.#reader.read();
-          if (done) controller.close();
-          else controller.enqueue(value);
+          const request = controller.byobRequest!;
+          const view = request.view!;
+          const into = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+          if (this.#replay.length > 0) return request.respond(this.#takeReplay(into));
+          const { done, value } = await byob.read(into);
+          if (!done) return request.respondWithNewView(value);
+          controller.close();
+          // The read moved the request's buffer into `value`: give it back, empty.
+          request.respondWithNewView(value ?? new Uint8Array(0));
         },
-        cancel: (reason) => this.#reader.cancel(reason),
-      },
-      { highWaterMark: 0 },
-    );
+        cancel,
+      });
+    } else {
+      this.readable = new ReadableStream<Uint8Array>({
+        pull: async (controller) => {
+          await this.#opened.promise;
+          if (this.#replay.length > 0) {
+            controller.enqueue(this.#replay);
+            this.#replay = new Uint8Array(0);
+            return;
+          }
+          const chunk = await this.#readChunk();
+          if (chunk === undefined) controller.close();
+          else controller.enqueue(chunk);
+        },
+        cancel,
+      }, { highWaterMark: 0 });
+    }
+  }
+
+  /** Copies the start of the replay into `into`; returns how many bytes. */
+  #takeReplay(into: Uint8Array): number {
+    const n = Math.min(into.length, this.#replay.length);
+    into.set(this.#replay.subarray(0, n));
+    this.#replay = this.#replay.subarray(n);
+    return n;
+  }
+
+  /** The next bytes of the wrapped stream, or `undefined` at its end. */
+  async #readChunk(): Promise<Uint8Array | undefined> {
+    const { done, value } = this.#byob
+      ? await this.#byob.read(new Uint8Array(GATE_CHUNK_BYTES))
+      : await this.#reader!.read();
+    return done ? undefined : value;
   }
 
   /** Closes the wrapped stream. */
@@ -136,8 +187,8 @@ export class AuthGate implements ByteStream {
           return body;
         }
       }
-      const { done, value } = await this.#reader.read();
-      if (done) {
+      const value = await this.#readChunk();
+      if (value === undefined) {
         if (this.#pending.length > 0) {
           throw new ProtocolError(
             `connection closed in the middle of a frame (${this.#pending.length} bytes)`,
@@ -156,8 +207,7 @@ export class AuthGate implements ByteStream {
   open(replay: Uint8Array): void {
     if (this.#state !== "closed") return;
     this.#state = "open";
-    this.#queued.push(replay);
-    if (this.#pending.length > 0) this.#queued.push(this.#pending);
+    this.#replay = concatBytes([replay, this.#pending]);
     this.#pending = new Uint8Array(0);
     this.#opened.resolve();
   }

@@ -8,7 +8,7 @@ import {
 } from "./capture_kit.ts";
 import {
   closeBoth,
-  dialLocal,
+  dialAccepted,
   drain,
   patternBytes,
   peerIdentity,
@@ -66,10 +66,7 @@ Deno.test({
     const capture = await startCapture([server.port]);
     let captured: CaptureResult | undefined;
     try {
-      const [client, accepted] = await Promise.all([
-        dialLocal(clientId, server.port),
-        server.next(),
-      ]);
+      const [client, accepted] = await dialAccepted(clientId, server);
       const received = drain(accepted.readable);
       const writer = client.writable.getWriter();
       await writer.write(FILE);

@@ -23,7 +23,7 @@ import {
   FrameDecoder,
   MessageType,
 } from "../lib/wire.ts";
-import { closeBoth, dialLocal, peerIdentity, testListener } from "./tls_kit.ts";
+import { closeBoth, dialAccepted, peerIdentity, testListener } from "./tls_kit.ts";
 
 const seederId = await peerIdentity();
 const leecherId = await peerIdentity();
@@ -51,7 +51,7 @@ interface Pair extends AsyncDisposable {
 
 async function securePair(): Promise<Pair> {
   const server = await testListener(seederId);
-  const [client, accepted] = await Promise.all([dialLocal(leecherId, server.port), server.next()]);
+  const [client, accepted] = await dialAccepted(leecherId, server);
   const side = (stream: SecureStream, remote: string) => {
     const gate = new AuthGate(stream);
     return { conn: new PeerConnection(gate, remote), gate, stream };
@@ -179,10 +179,7 @@ async function strangerTranscript(
 ): Promise<{ received: Uint8Array; responder: string }> {
   const server = await testListener(seederId);
   try {
-    const [stream, accepted] = await Promise.all([
-      dialLocal(strangerId, server.port),
-      server.next(),
-    ]);
+    const [stream, accepted] = await dialAccepted(strangerId, server);
     const gate = new AuthGate(accepted);
     const conn = new PeerConnection(gate, accepted.remote);
     const responding = secureHandshakeAsResponder(conn, {
@@ -254,12 +251,9 @@ Deno.test("secure handshake: a relayed proof fails (a man in the middle with its
   // connection with its own certificate, dials R with another, and relays bytes both ways.
   const seeder = await testListener(seederId);
   const mitm = await testListener(mitmId);
-  const [toMitm, fromInitiator] = await Promise.all([dialLocal(leecherId, mitm.port), mitm.next()]);
+  const [toMitm, fromInitiator] = await dialAccepted(leecherId, mitm);
   const mitmDialer = await peerIdentity();
-  const [toSeeder, fromMitm] = await Promise.all([
-    dialLocal(mitmDialer, seeder.port),
-    seeder.next(),
-  ]);
+  const [toSeeder, fromMitm] = await dialAccepted(mitmDialer, seeder);
   const relays = [
     fromInitiator.readable.pipeTo(toSeeder.writable).catch(() => {}),
     toSeeder.readable.pipeTo(fromInitiator.writable).catch(() => {}),

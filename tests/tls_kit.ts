@@ -9,6 +9,7 @@ import { type Identity, makeSelfSignedCertificate, PEER_CERT_CN } from "../lib/i
 import {
   type AcceptedSecureStream,
   listenSecure,
+  type SecureDialer,
   type SecureListener,
   type SecureStream,
   tlsDialer,
@@ -31,13 +32,13 @@ export interface TestListener extends AsyncDisposable {
   next(): Promise<AcceptedSecureStream>;
 }
 
-/** Starts a secure listener on 127.0.0.1, port 0. */
-export async function testListener(identity: Identity): Promise<TestListener> {
+/** Starts a secure listener on 127.0.0.1, port 0 (or `port`). */
+export async function testListener(identity: Identity, port = 0): Promise<TestListener> {
   const refusals: { remote: string; reason: string }[] = [];
   let onRefusal: ((r: { remote: string; reason: string }) => void) | undefined;
   const listener = await listenSecure({
     hostname: "127.0.0.1",
-    port: 0,
+    port,
     identity,
     onRefused: (remote, reason) => {
       refusals.push({ remote, reason });
@@ -62,9 +63,43 @@ export async function testListener(identity: Identity): Promise<TestListener> {
   };
 }
 
-/** Dials 127.0.0.1:`port` with `identity`. */
-export function dialLocal(identity: Identity, port: number): Promise<SecureStream> {
-  return tlsDialer(identity)({ hostname: "127.0.0.1", port }, AbortSignal.timeout(10_000));
+/**
+ * Dials the test listener and returns both ends of the connection, with nothing left unread.
+ * The listener hands a connection over only with its first bytes (a dialer that just reads
+ * the certificate sends none), so the client sends a keep-alive frame, which the accepted
+ * end reads off here.
+ */
+export function dialAccepted(
+  identity: Identity,
+  server: TestListener,
+): Promise<[SecureStream, AcceptedSecureStream]> {
+  return dialAcceptedWith(tlsDialer(identity), server);
+}
+
+/** {@linkcode dialAccepted} with a given dialer (one that may remember the peer). */
+export async function dialAcceptedWith(
+  dial: SecureDialer,
+  server: TestListener,
+): Promise<[SecureStream, AcceptedSecureStream]> {
+  const client = await dial(
+    { hostname: "127.0.0.1", port: server.port },
+    AbortSignal.timeout(10_000),
+  );
+  const writer = client.writable.getWriter();
+  await writer.write(new Uint8Array(4)); // a keep-alive frame
+  writer.releaseLock();
+  const accepted = await server.next();
+  const reader = accepted.readable.getReader({ mode: "byob" });
+  let buffer = new ArrayBuffer(4);
+  for (let got = 0; got < 4;) {
+    const { done, value } = await reader.read(new Uint8Array(buffer, got, 4 - got));
+    if (done) throw new Error("connection ended before the keep-alive frame");
+    buffer = value.buffer as ArrayBuffer;
+    got += value.length;
+  }
+  reader.releaseLock();
+  if (new Uint8Array(buffer).some((b) => b !== 0)) throw new Error("expected a keep-alive frame");
+  return [client, accepted];
 }
 
 /** Closes both ends and waits (10 s at most) until both sockets are gone. */

@@ -12,10 +12,11 @@ import {
   tlsDialer,
 } from "../lib/tls_transport.ts";
 import { toHex } from "../lib/units.ts";
-import { decodeBody, encodeHandshake, FrameDecoder } from "../lib/wire.ts";
+import { decodeBody, encodeHandshake, encodeHave, FrameDecoder } from "../lib/wire.ts";
 import {
   closeBoth,
-  dialLocal,
+  dialAccepted,
+  dialAcceptedWith,
   drain,
   patternBytes,
   peerIdentity,
@@ -47,7 +48,7 @@ Deno.test("looksLikeTlsClientHello() tells a ClientHello from p2p-share frames",
 
 Deno.test("a TLS connection shows each side the other's certificate fingerprint", async () => {
   await using server = await testListener(serverId);
-  const [client, accepted] = await Promise.all([dialLocal(clientId, server.port), server.next()]);
+  const [client, accepted] = await dialAccepted(clientId, server);
   try {
     assert.equal(toHex(client.localCertFingerprint), toHex(clientId.fingerprint));
     assert.equal(toHex(client.peerCertFingerprint), toHex(serverId.fingerprint));
@@ -113,27 +114,38 @@ async function stallThenDrain(from: SecureStream, to: SecureStream, totalMiB: nu
 Deno.test("the socket adapter holds back a writer whose reader does not read, then delivers all and the end", async () => {
   for (const direction of ["client to server", "server to client"]) {
     await using server = await testListener(serverId);
-    const [client, accepted] = await Promise.all([dialLocal(clientId, server.port), server.next()]);
+    const [client, accepted] = await dialAccepted(clientId, server);
     try {
       const [from, to] = direction === "client to server" ? [client, accepted] : [accepted, client];
       const aheadMiB = await stallThenDrain(from, to, 48);
       assert.ok(aheadMiB < 40, `${direction}: the writer got ${aheadMiB} MiB ahead of its reader`);
-      // Half-close: the reader's side can still answer after the writer's end.
-      const back = patternBytes(3 * 1024 * 1024 + 17, 3);
-      const answer = drain(from.readable);
-      const answerWriter = to.writable.getWriter();
-      await answerWriter.write(back);
-      await answerWriter.close();
-      assert.equal((await answer).bytes, back.length);
     } finally {
       await closeBoth(client, accepted);
     }
   }
 });
 
+Deno.test("the dialer's PeerConnection reads a listener gone without a TLS close_notify as a clean end after its frames", async () => {
+  await using server = await testListener(serverId);
+  const [client, accepted] = await dialAccepted(clientId, server);
+  const conn = new PeerConnection(client, `127.0.0.1:${server.port}`);
+  try {
+    const writer = accepted.writable.getWriter();
+    for (let i = 0; i < 64; i++) await writer.write(encodeHave(i));
+    // Cancelling the adapter's readable destroys the socket: a TCP FIN without a TLS
+    // close_notify, as when a seeder exits, which Deno's TLS reports as an error.
+    await accepted.readable.cancel();
+    for (let i = 0; i < 64; i++) assert.deepEqual(await conn.receive(), { type: "have", index: i });
+    assert.equal(await conn.receive(), undefined);
+  } finally {
+    conn.close();
+    await closeBoth(client, accepted);
+  }
+});
+
 Deno.test("close() on one side ends the other side's readable", async () => {
   await using server = await testListener(serverId);
-  const [client, accepted] = await Promise.all([dialLocal(clientId, server.port), server.next()]);
+  const [client, accepted] = await dialAccepted(clientId, server);
   const writer = accepted.writable.getWriter();
   await writer.write(new TextEncoder().encode("last words"));
   accepted.close();
@@ -214,6 +226,46 @@ Deno.test("the dialer says a plaintext p2p-share peer does not speak encrypted t
   } finally {
     listener.close();
   }
+});
+
+Deno.test("the dialer's certificate probe is neither handed over nor reported by the listener", async () => {
+  await using server = await testListener(serverId);
+  const dial = tlsDialer(clientId);
+  // The first dial probes (a node:tls connection that closes without a byte), then connects
+  // with the certificate pinned; the second reuses the pin.
+  for (const round of [1, 2]) {
+    const client = await dial(
+      { hostname: "127.0.0.1", port: server.port },
+      AbortSignal.timeout(10_000),
+    );
+    const writer = client.writable.getWriter();
+    await writer.write(new TextEncoder().encode(`round ${round}`));
+    writer.releaseLock();
+    const accepted = await server.next();
+    const reader = accepted.readable.getReader();
+    const { value } = await reader.read();
+    reader.releaseLock();
+    assert.equal(new TextDecoder().decode(value), `round ${round}`);
+    assert.equal(toHex(client.peerCertFingerprint), toHex(serverId.fingerprint));
+    await closeBoth(client, accepted);
+  }
+  assert.deepEqual(server.refusals, []);
+});
+
+Deno.test("the dialer probes again when the peer comes back with another certificate", async () => {
+  const dial = tlsDialer(clientId);
+  const first = await testListener(serverId);
+  const port = first.port;
+  const [client] = await dialAcceptedWith(dial, first);
+  assert.equal(toHex(client.peerCertFingerprint), toHex(serverId.fingerprint));
+  await first[Symbol.asyncDispose]();
+  const otherId = await peerIdentity();
+  await using second = await testListener(otherId, port);
+  const [again, accepted] = await dialAcceptedWith(dial, second);
+  assert.equal(toHex(again.peerCertFingerprint), toHex(otherId.fingerprint));
+  assert.equal(toHex(accepted.peerCertFingerprint), toHex(clientId.fingerprint));
+  await closeBoth(again, accepted);
+  await closeBoth(client);
 });
 
 Deno.test("the dialer reports a closed port as Deno.errors.ConnectionRefused", async () => {
