@@ -25,10 +25,22 @@ import type { RateLimiter } from "./rate_limit.ts";
 import { type PeerSnapshot, PieceState } from "./snapshot.ts";
 import type { ShareStorage } from "./storage.ts";
 import { fromHex } from "./units.ts";
-import { encodeCancel, encodePort, encodeRequest, encodeSignal, MessageType } from "./wire.ts";
+import {
+  encodeCancel,
+  encodePort,
+  encodeRequest,
+  encodeSignal,
+  MAX_BLOCK_BYTES,
+  MessageType,
+} from "./wire.ts";
 
-/** Size of one request. Large blocks keep per-message overhead low on fast links. */
-export const BLOCK_BYTES = 256 * 1024;
+/**
+ * Size of one request, at most (a piece smaller than this is one request). Large blocks keep
+ * the per-message cost low on fast links: 1 GiB with 512 KiB pieces, fetched in one block per
+ * piece against two of 256 KiB, 5 alternating runs each: median 1.82 against 1.84 s, system
+ * time 0.69 against 0.82 s, peak RSS 99 against 105 MB (fewer reads, writes and frames).
+ */
+export const BLOCK_BYTES = MAX_BLOCK_BYTES;
 /** Bytes kept requested ahead on each connection so the pipe never runs dry. */
 const PIPELINE_BYTES = 4 * 1024 * 1024;
 /** Seconds of a peer's measured delivery rate kept requested ahead. */
@@ -37,8 +49,8 @@ const PIPELINE_SECONDS = 1;
 const MAX_REQUESTS_IN_FLIGHT = 128;
 /** Pieces waiting for their hash at once per connection before it stops reading (memory bound). */
 const MAX_VERIFYING_PER_CONN = 4;
-/** Block writes one connection may have in flight (16 x 256 KiB = 4 MiB) before it waits. */
-const MAX_WRITES_PER_CONN = 16;
+/** Bytes of block writes one connection may have in flight before it stops reading. */
+const MAX_WRITE_BYTES_PER_CONN = 4 * 1024 * 1024;
 /** How long a connection attempt may take. */
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Reconnect attempts to a peer after a connection is lost. */
@@ -577,8 +589,9 @@ export class DownloadSession {
     this.signal.addEventListener("abort", onAbort, { once: true });
     const assemblies = new Map<number, Assembly>();
     const verifying = new Set<Promise<void>>();
-    /** Block writes not yet landed. */
+    /** Block writes not yet landed, and their bytes. */
     const writing = new Set<Promise<void>>();
+    let writingBytes = 0;
     let choked = true;
     let requestedBytes = 0;
     let completedHere = 0;
@@ -781,8 +794,12 @@ export class DownloadSession {
                 .then(() => {
                   if (inOrder) conn.recycle(data);
                 }, () => {})
-                .finally(() => writing.delete(settled));
+                .finally(() => {
+                  writing.delete(settled);
+                  writingBytes -= data.length;
+                });
               writing.add(settled);
+              writingBytes += data.length;
             }
             a.pending.delete(msg.begin);
             requestedBytes -= expected;
@@ -803,7 +820,7 @@ export class DownloadSession {
             }
             // Bound memory: when the disk falls behind (writeback throttling on a large file),
             // stop reading until a write lands, rather than hold every block in RAM.
-            if (writing.size >= MAX_WRITES_PER_CONN) await Promise.race(writing);
+            while (writingBytes >= MAX_WRITE_BYTES_PER_CONN) await Promise.race(writing);
             break;
           }
           case "error":
