@@ -52,7 +52,7 @@ export interface RemoteHello {
 /** Frames from this size up are handed out in buffers that may be recycled. */
 const MIN_POOLED_BODY = 16 * 1024;
 /** Bytes of recycled bodies kept per connection (a pipeline and the writes in flight). */
-const MAX_POOLED_BYTES = 8 * 1024 * 1024;
+const MAX_POOLED_BYTES = 4 * 1024 * 1024;
 
 /** A framed, watched connection to one peer. */
 export class PeerConnection {
