@@ -614,10 +614,7 @@ async function benchEncryptedDownload(
     name: `download ${label} --parallel ${ENCRYPTED_PARALLEL}, taking turns with --encrypt`,
     sizeBytes: size,
   };
-  // `--identity` makes its folder's parent too, so that parent is what may be written
-  // (`--allow-write` on the folder alone is refused on first use: a lib/identity.ts bug).
-  const identityRoot = join(dir, "identity");
-  const identity = join(identityRoot, "download");
+  const identity = join(dir, "identity", "download");
   try {
     await seeding.start();
     await plainSeeding.start();
@@ -637,7 +634,7 @@ async function benchEncryptedDownload(
           parallel: ENCRYPTED_PARALLEL,
           work: join(dir, "dl-encrypt"),
           extraArgs: ["--encrypt", "--identity", identity],
-          extraWrite: [identityRoot],
+          extraWrite: [identity],
         }),
       );
     }

@@ -18,7 +18,7 @@
 
 import * as x509 from "@peculiar/x509";
 import { createHash } from "node:crypto";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 
 x509.cryptoProvider.set(crypto);
 
@@ -151,21 +151,24 @@ function isIpAddress(name: string): boolean {
   return /^\d{1,3}(\.\d{1,3}){3}$/.test(name) || name.includes(":");
 }
 
-/** Makes the identity folder owner-only; folders above it get the usual mode. */
+/**
+ * Makes the identity folder owner-only. Missing folders above it are made (owner-only too) by
+ * one recursive mkdir, which Deno checks against the path it is given (checked on 2.9.6): so
+ * `--allow-write=DIR` is enough for a new `--identity DIR` whose parents do not exist yet.
+ */
 async function makeIdentityDir(dir: string): Promise<void> {
   try {
-    // The folder alone first: Deno asks for write access to every folder `recursive` touches,
-    // even existing ones, and `--identity DIR` may grant only DIR.
     await Deno.mkdir(dir, { mode: 0o700 });
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) return;
-    if (err instanceof Deno.errors.NotFound) {
-      await Deno.mkdir(dirname(dir), { recursive: true });
-      return await makeIdentityDir(dir);
+    try {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      await Deno.mkdir(dir, { mode: 0o700, recursive: true });
+    } catch (err) {
+      throw new Error(`cannot create identity folder ${dir}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
-    throw new Error(`cannot create identity folder ${dir}: ${(err as Error).message}`, {
-      cause: err,
-    });
   }
 }
 

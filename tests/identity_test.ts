@@ -39,6 +39,29 @@ Deno.test("loadOrCreateIdentity() makes a key (0600), a folder (0700) and a CA:F
   });
 });
 
+Deno.test("loadOrCreateIdentity() makes missing parents with --allow-write on the identity folder alone", async () => {
+  await withTempDir(async (tmp) => {
+    const dir = join(tmp, "not", "yet", "id");
+    const script = join(tmp, "make_identity.ts");
+    const lib = new URL("../lib/identity.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      script,
+      `import { loadOrCreateIdentity } from ${JSON.stringify(lib)};\n` +
+        `await loadOrCreateIdentity(${JSON.stringify(dir)});\n`,
+    );
+    const config = new URL("../deno.json", import.meta.url).pathname;
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--config", config, `--allow-read=${tmp}`, `--allow-write=${dir}`, script],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    assert.equal((await Deno.stat(join(dir, KEY_FILE))).mode! & 0o777, 0o600);
+    assert.equal((await Deno.stat(dir)).mode! & 0o777, 0o700);
+    assert.equal((await Deno.stat(join(tmp, "not"))).mode! & 0o777, 0o700);
+  });
+});
+
 Deno.test("loadOrCreateIdentity() reuses the stored identity on later runs", async () => {
   await withTempDir(async (dir) => {
     const first = await loadOrCreateIdentity(dir);
