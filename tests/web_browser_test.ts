@@ -58,10 +58,15 @@ async function withBrowser<T>(dir: TempDir, fn: (browser: Browser) => Promise<T>
       `${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium); .ci/run does`,
     );
   }
+  // Chromium keeps a singleton socket folder in TMPDIR, which a killed Chromium leaves
+  // behind: it goes into the test's own folder, removed with it.
+  const tmp = dir.join("chromium-tmp");
+  await Deno.mkdir(tmp, { recursive: true });
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: [...CHROMIUM_FLAGS, `--user-data-dir=${dir.join("chromium-profile")}`],
+    env: { ...Deno.env.toObject(), TMPDIR: tmp },
     defaultViewport: { width: 1200, height: 900 },
     timeout: 30_000,
     protocolTimeout: 30_000,
