@@ -43,6 +43,12 @@ const PIPELINE_SECONDS = 1;
 const MAX_REQUESTS_IN_FLIGHT = 128;
 /** Pieces waiting for their hash at once per connection before it stops reading (memory bound). */
 const MAX_VERIFYING_PER_CONN = 4;
+/**
+ * Bytes of end-game duplicates held in memory at once, across connections. A duplicate holds
+ * its whole piece until it verifies: without a bound, eight connections on a share with 64 MiB
+ * pieces could hold 512 MiB at the end.
+ */
+const MAX_DUPLICATE_BYTES = 16 * 1024 * 1024;
 /** Bytes of block writes one connection may have in flight before it stops reading. */
 const MAX_WRITE_BYTES_PER_CONN = 4 * 1024 * 1024;
 /** How long a connection attempt may take. */
@@ -149,6 +155,8 @@ interface Assembly {
    * to disk as it arrives, so memory holds only the blocks in flight.
    */
   buffer?: Uint8Array;
+  /** `buffer`'s bytes are counted in the session's end-game budget until released. */
+  budgeted?: boolean;
 }
 
 /** Feeds a received block to the piece's hash, in order, holding blocks that came early. */
@@ -226,6 +234,8 @@ export class DownloadSession {
   #maxPeers: number;
   /** Peer ids banned for sending data that failed verification. */
   readonly bannedIds = new Set<string>();
+  /** Bytes of end-game duplicate buffers held now (bounded by `MAX_DUPLICATE_BYTES`). */
+  duplicateBytes = 0;
   #tasks = new Set<Promise<void>>();
   #running = false;
   #finished: (() => void) | undefined;
@@ -604,6 +614,7 @@ export class DownloadSession {
       if (!a) return;
       for (const len of a.pending.values()) requestedBytes -= len;
       assemblies.delete(index);
+      this.releaseDuplicate(a);
       this.picker.release(index);
     };
     const requestTimeoutMs = this.options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
@@ -630,6 +641,7 @@ export class DownloadSession {
           requestedBytes -= length;
         }
         assemblies.delete(index);
+        this.releaseDuplicate(a);
       },
       fill: () => {
         if (record.banned) {
@@ -674,7 +686,8 @@ export class DownloadSession {
           if (
             index === undefined && assemblies.size === 0 &&
             this.picker.remaining <= Math.max(2, this.live.size) &&
-            this.picker.allInFlight
+            this.picker.allInFlight &&
+            this.duplicateBytes + this.storage.layout.pieceLength <= MAX_DUPLICATE_BYTES
           ) {
             index = this.picker.pick(live.peerHas, { exclude, endGame: true });
           }
@@ -688,7 +701,9 @@ export class DownloadSession {
             hashedTo: 0,
             early: new Map(),
             buffer: duplicate ? new Uint8Array(size) : undefined,
+            budgeted: duplicate,
           };
+          if (duplicate) this.duplicateBytes += size;
           assemblies.set(index, assembly);
           if (requestedBytes === 0) lastBlockMs = performance.now(); // the stall clock starts now
           for (const block of this.storage.layout.blocks(index, blockBytes)) {
@@ -807,7 +822,10 @@ export class DownloadSession {
                   if (ok) completedHere++;
                 })
                 .catch((err) => this.fail(err))
-                .finally(() => verifying.delete(task));
+                .finally(() => {
+                  verifying.delete(task);
+                  this.releaseDuplicate(a);
+                });
               verifying.add(task);
               // Bound memory: stop reading while too many pieces wait for their hash.
               if (verifying.size >= MAX_VERIFYING_PER_CONN) await Promise.race(verifying);
@@ -846,6 +864,13 @@ export class DownloadSession {
       conn.close();
       if (!this.picker.done) this.wakeAll();
     }
+  }
+
+  /** Returns an end-game duplicate's buffer to the budget (once). */
+  releaseDuplicate(a: Assembly): void {
+    if (!a.budgeted) return;
+    a.budgeted = false;
+    this.duplicateBytes -= a.size;
   }
 
   /**
