@@ -159,6 +159,11 @@ async function medianOf(n: number, once: () => Promise<Measured>): Promise<Measu
   return summarise(all);
 }
 
+/** A figure's time, speed and peak RSS from a measurement of `size` bytes. */
+function timed(size: number, m: Measured): Pick<Figure, "seconds" | "mbPerSec" | "peakRssMB"> {
+  return { seconds: m.seconds, mbPerSec: mbps(size, m.seconds), peakRssMB: m.peakRssBytes / 1e6 };
+}
+
 /** Median time and highest peak RSS of some runs. */
 function summarise(all: Measured[]): Measured {
   return {
@@ -639,17 +644,8 @@ async function benchEncryptedDownload(
       );
     }
     const m = summarise(encryptedRuns);
-    Object.assign(figure, {
-      seconds: m.seconds,
-      mbPerSec: mbps(size, m.seconds),
-      peakRssMB: m.peakRssBytes / 1e6,
-      detail: "TLS 1.3 + share proof",
-    });
-    const p = summarise(plainRuns);
-    Object.assign(turnsFigure, {
-      seconds: p.seconds,
-      mbPerSec: mbps(size, p.seconds),
-      peakRssMB: p.peakRssBytes / 1e6,
+    Object.assign(figure, timed(size, m), { detail: "TLS 1.3 + share proof" });
+    Object.assign(turnsFigure, timed(size, summarise(plainRuns)), {
       detail: "what the encrypted download is held to",
     });
     figures.splice(figures.indexOf(figure), 0, turnsFigure);
@@ -809,9 +805,7 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
           ? "Deno loopback TCP, 1 MiB writes, no hash"
           : "Deno TCP copy + SHA-256 check + write",
         sizeBytes: size,
-        seconds: m.seconds,
-        mbPerSec: mbps(size, m.seconds),
-        peakRssMB: m.peakRssBytes / 1e6,
+        ...timed(size, m),
         detail: mode === "tcp"
           ? "baseline: what the transport allows"
           : "baseline: minimal verified transfer",
@@ -849,12 +843,7 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
           () =>
             measureDownload(dir, meta, seeding, { parallel, work: join(dir, `dl-${parallel}`) }),
         );
-        Object.assign(figure, {
-          seconds: m.seconds,
-          mbPerSec: mbps(size, m.seconds),
-          peakRssMB: m.peakRssBytes / 1e6,
-          detail: full ? "" : "1 run",
-        });
+        Object.assign(figure, timed(size, m), { detail: full ? "" : "1 run" });
       } catch (error) {
         figure.skipped = failure(error);
         skipped.push(`${figure.name}: ${figure.skipped}`);
