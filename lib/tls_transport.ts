@@ -441,9 +441,11 @@ interface PinnedPeer {
  * (measured 2.0 against 0.75-1.0 GB/s over loopback). Deno's client cannot accept a
  * self-signed certificate it was not told about, nor show the one it got, so the first
  * connection to a peer is a probe over `node:tls` that reads the peer's certificate and closes
- * before sending a byte. Every connection after it pins that certificate as its only trust
- * anchor: TLS then proves the peer holds the key of the very certificate the share proof binds
- * to. A peer that since changed its identity is probed again, once.
+ * before sending a byte. Every connection after it adds that certificate to the trust anchors
+ * (Deno keeps its public root store beside it, and the host name is not checked). What
+ * authenticates the peer is the share proof, bound to both certificates as each side saw them:
+ * any other certificate, a publicly signed one included, makes it fail. A peer that since
+ * changed its identity is probed again, once.
  *
  * @param identity our certificate and key (presented as the TLS client certificate)
  * @param options handshake timeout
@@ -501,8 +503,8 @@ function isCertificateFailure(err: unknown): boolean {
 }
 
 /**
- * One connection over Deno's TLS that trusts only `pinned`, presenting our certificate as the
- * client certificate. The host name is not checked: the pin names the peer, not DNS.
+ * One connection over Deno's TLS that trusts `pinned` (besides Deno's root store), presenting our
+ * certificate as the client certificate. The host name is not checked: the pin names the peer.
  */
 async function connectPinned(
   peer: { hostname: string; port: number },
