@@ -11,6 +11,7 @@ import {
   type SecureStream,
   tlsDialer,
 } from "../lib/tls_transport.ts";
+import { makeSelfSignedCertificate, PEER_CERT_CN } from "../lib/identity.ts";
 import { toHex } from "../lib/units.ts";
 import { decodeBody, encodeHandshake, encodeHave, FrameDecoder } from "../lib/wire.ts";
 import {
@@ -266,6 +267,38 @@ Deno.test("the dialer probes again when the peer comes back with another certifi
   assert.equal(toHex(accepted.peerCertFingerprint), toHex(clientId.fingerprint));
   await closeBoth(again, accepted);
   await closeBoth(client);
+});
+
+Deno.test("the dialer falls back to node:tls when Deno's TLS refuses the peer's certificate (a clock set wrong)", async () => {
+  const DAY_MS = 86_400_000;
+  const expiredId = await makeSelfSignedCertificate({
+    commonName: PEER_CERT_CN,
+    notBefore: new Date(Date.now() - 10 * DAY_MS),
+    notAfter: new Date(Date.now() - DAY_MS),
+  });
+  await using server = await testListener(expiredId);
+  const dial = tlsDialer(clientId);
+  const [client, accepted] = await dialAcceptedWith(dial, server);
+  try {
+    assert.equal(toHex(client.peerCertFingerprint), toHex(expiredId.fingerprint));
+    assert.equal(toHex(accepted.peerCertFingerprint), toHex(clientId.fingerprint));
+    // Frames flow both ways over the fallback connection.
+    const writer = accepted.writable.getWriter();
+    await writer.write(encodeHave(3));
+    writer.releaseLock();
+    const conn = new PeerConnection(client, `127.0.0.1:${server.port}`);
+    assert.deepEqual(await conn.receive(), { type: "have", index: 3 });
+    conn.close();
+  } finally {
+    await closeBoth(client, accepted);
+  }
+  // The listener saw the one refused attempt; the next connection goes to node:tls directly.
+  assert.deepEqual(server.refusals.map((r) => r.reason), [
+    "TLS handshake failed: received fatal alert: CertificateExpired",
+  ]);
+  const [again, acceptedAgain] = await dialAcceptedWith(dial, server);
+  await closeBoth(again, acceptedAgain);
+  assert.equal(server.refusals.length, 1);
 });
 
 Deno.test("the dialer reports a closed port as Deno.errors.ConnectionRefused", async () => {
