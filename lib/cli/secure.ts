@@ -7,7 +7,7 @@
 
 import { join } from "node:path";
 import type { EventSink } from "../events.ts";
-import { type Identity, loadOrCreateIdentity } from "../identity.ts";
+import type { Identity } from "../identity.ts";
 import type { Metadata } from "../metadata.ts";
 import type { PeerServer } from "../peer_server.ts";
 import { shareKey } from "../share_auth.ts";
@@ -45,6 +45,10 @@ export async function securityFor(
   const isPrivate = meta.info.private === true;
   if (!optFlag(args, "encrypt") && !isPrivate) return undefined;
   const dir = optString(args, "identity") ?? join(workdir, ".identity");
+  // Loaded here, not at start: the X.509 library it brings takes about 50 ms to load, paid by
+  // every plaintext download and seed otherwise (a literal specifier: still in the module
+  // graph for `deno compile` and type checking).
+  const { loadOrCreateIdentity } = await import("../identity.ts");
   return {
     identity: await loadOrCreateIdentity(dir),
     key: await shareKey(meta.info),
