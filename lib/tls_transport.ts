@@ -756,7 +756,15 @@ export async function listenSecure(options: ListenSecureOptions): Promise<Secure
         rejectUnauthorized: false,
       }); // half-open, inherited from the TCP socket
       tlsSocket = socket;
-      const onError = (err: Error) => settle(`TLS handshake failed: ${err.message}`);
+      const onError = (err: Error) =>
+        settle(
+          `TLS handshake failed: ${err.message}${
+            /CertificateExpired|CertificateNotValidYet/i.test(err.message)
+              ? " (the other machine's clock is outside our certificate's dates; a p2p-share " +
+                "peer retries over node:tls)"
+              : ""
+          }`,
+        );
       const onClose = () => settle("closed during the TLS handshake");
       socket.on("error", onError);
       socket.once("close", onClose);
