@@ -61,8 +61,13 @@ const ABANDON_MS = 60_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 20_000;
 /** How often progress events are emitted. */
 const PROGRESS_INTERVAL_MS = 250;
-/** How often the state file is rewritten at most (each write syncs the data first). */
-const STATE_FLUSH_INTERVAL_MS = 500;
+/**
+ * How often the state file is rewritten at most (each write syncs the data first; nothing is
+ * done while no piece was verified since). Often, so that little unsynced data is left for the
+ * final sync to wait for: a 1 GiB download took 1.62 s against 1.72 s with 500 ms (6
+ * alternating runs each, ranges apart); without any sync it took 1.54 s.
+ */
+const STATE_FLUSH_INTERVAL_MS = 150;
 
 /** A peer to fetch from. */
 export interface PeerAddress {
