@@ -834,19 +834,37 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
       seconds: ingestSeconds,
       mbPerSec: mbps(size, ingestSeconds),
     });
+    // The settings take turns run by run (1, 4, 8, 1, 4, 8, ...): this machine has slow spells
+    // of tens of seconds, which in batches fell on one setting's runs whole (one run: 1.58 s for
+    // --parallel 1 and 3.01 s for --parallel 4, which took 1.69 s minutes later).
+    const runsOf = new Map<number, Measured[]>(parallels.map((p) => [p, []]));
+    const failed = new Map<number, unknown>();
+    for (let i = 0; i < r; i++) {
+      for (const parallel of parallels) {
+        if (failed.has(parallel)) continue;
+        try {
+          await settleDisk();
+          runsOf.get(parallel)!.push(
+            await measureDownload(dir, meta, seeding, {
+              parallel,
+              work: join(dir, `dl-${parallel}`),
+            }),
+          );
+        } catch (error) {
+          failed.set(parallel, error);
+        }
+      }
+    }
     for (const parallel of parallels) {
       const figure: Figure = { name: `download ${label} --parallel ${parallel}`, sizeBytes: size };
       figures.push(figure);
-      try {
-        const m = await medianOf(
-          r,
-          () =>
-            measureDownload(dir, meta, seeding, { parallel, work: join(dir, `dl-${parallel}`) }),
-        );
-        Object.assign(figure, timed(size, m), { detail: full ? "" : "1 run" });
-      } catch (error) {
-        figure.skipped = failure(error);
+      if (failed.has(parallel)) {
+        figure.skipped = failure(failed.get(parallel));
         skipped.push(`${figure.name}: ${figure.skipped}`);
+      } else {
+        Object.assign(figure, timed(size, summarise(runsOf.get(parallel)!)), {
+          detail: full ? "" : "1 run",
+        });
       }
       if (baselines) {
         checkSpeed(figure, aria2Http ?? { name: "aria2c -x4 HTTP (nginx)" }, {
