@@ -32,7 +32,13 @@ import { ProtocolError } from "./errors.ts";
 import type { ByteStream, PeerConnection, RemoteHello } from "./peer_conn.ts";
 import { AUTH_BYTES, checkProof, makeProof, newNonce, type ProofContext } from "./share_auth.ts";
 import { concatBytes, toHex } from "./units.ts";
-import { decodeBody, MAX_HANDSHAKE_FRAME_BYTES, MessageType, PROTOCOL_VERSION } from "./wire.ts";
+import {
+  decodeBody,
+  encodeFrame,
+  MAX_HANDSHAKE_FRAME_BYTES,
+  MessageType,
+  PROTOCOL_VERSION,
+} from "./wire.ts";
 
 /** Message type of AUTH_CHALLENGE: payload is a 32-byte nonce. (To move into `wire.ts`.) */
 export const AUTH_CHALLENGE = 13;
@@ -56,15 +62,7 @@ export function encodeAuthProof(proof: Uint8Array): Uint8Array {
 
 function encodeAuthFrame(type: number, payload: Uint8Array, what: string): Uint8Array {
   if (payload.length !== AUTH_BYTES) throw new RangeError(`${what} must be ${AUTH_BYTES} bytes`);
-  return frameOf(type, payload);
-}
-
-function frameOf(type: number, payload: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(5 + payload.length);
-  new DataView(frame.buffer).setUint32(0, 1 + payload.length);
-  frame[4] = type;
-  frame.set(payload, 5);
-  return frame;
+  return encodeFrame(type, payload);
 }
 
 /** The buffer a gate's reads of the wrapped stream (and default reads of the gate) use. */
@@ -368,7 +366,7 @@ export async function secureHandshakeAsInitiator(
           `metadata (a man in the middle?)`,
       );
     }
-    gate.open(frameOf(handshake[0], handshake.subarray(1)));
+    gate.open(encodeFrame(handshake[0], handshake.subarray(1)));
     return { ...(await hello), private: false };
   } catch (err) {
     gate.fail(err instanceof Error ? err : new Error(String(err)));
@@ -496,7 +494,7 @@ export async function secureHandshakeAsResponder(
       );
     }
     const ours = share.ourInfoHash;
-    gate.open(frameOf(first[0], first.subarray(1)));
+    gate.open(encodeFrame(first[0], first.subarray(1)));
     const hello = await conn.handshakeAsResponder(
       (theirs) => (theirs === infoHash ? ours : undefined),
       options.peerId,

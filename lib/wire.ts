@@ -79,6 +79,16 @@ function frame(type: number, payloadBytes: number): { buf: Uint8Array; view: Dat
   return { buf, view };
 }
 
+/**
+ * Encodes a frame of any type around `payload` (a type this module does not encode, or a body
+ * received earlier and sent on whole).
+ */
+export function encodeFrame(type: number, payload: Uint8Array): Uint8Array {
+  const { buf } = frame(type, payload.length);
+  buf.set(payload, 5);
+  return buf;
+}
+
 /** Encodes a handshake. */
 export function encodeHandshake(infoHash: Uint8Array, peerId: Uint8Array, flags = 0): Uint8Array {
   if (infoHash.length !== INFO_HASH_BYTES) throw new RangeError("info hash must be 32 bytes");

@@ -19,7 +19,7 @@ import assert from "node:assert/strict";
 import { makeSelfSignedCertificate, PEER_CERT_CN } from "../lib/identity.ts";
 import { AUTH_CHALLENGE, AUTH_PROOF } from "../lib/secure_handshake.ts";
 import { PLAINTEXT_REFUSED_MESSAGE, type SecureStream, tlsDialer } from "../lib/tls_transport.ts";
-import { encodeError, encodeHandshake } from "../lib/wire.ts";
+import { encodeError, encodeFrame, encodeHandshake } from "../lib/wire.ts";
 import {
   type CaptureResult,
   captureSupport,
@@ -310,14 +310,6 @@ async function rawTlsExchange(
   return { bytes, error };
 }
 
-function frame(type: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(5 + payload.length);
-  new DataView(out.buffer).setUint32(0, 1 + payload.length);
-  out[4] = type;
-  out.set(payload, 5);
-  return out;
-}
-
 function concat(...parts: Uint8Array[]): Uint8Array {
   return concatBytes(parts);
 }
@@ -393,8 +385,8 @@ Deno.test("a private share: owner-only metadata, holders download without --encr
   for (
     const [label, garbage] of [
       ["HTTP garbage", new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n")],
-      ["an unknown frame", frame(99, new Uint8Array([1, 2, 3]))],
-      ["AUTH_PROOF first", frame(AUTH_PROOF, random32())],
+      ["an unknown frame", encodeFrame(99, new Uint8Array([1, 2, 3]))],
+      ["AUTH_PROOF first", encodeFrame(AUTH_PROOF, random32())],
     ] as const
   ) {
     const exchange = await rawTlsExchange(seeder.port, garbage);
@@ -410,11 +402,11 @@ Deno.test("a private share: owner-only metadata, holders download without --encr
   ) {
     const hello = concat(
       encodeHandshake(hash, random32().subarray(0, 20)),
-      frame(AUTH_CHALLENGE, random32()),
+      encodeFrame(AUTH_CHALLENGE, random32()),
     );
     const exchange = await rawTlsExchange(seeder.port, hello, {
       afterBytes: 37,
-      then: frame(AUTH_PROOF, random32()),
+      then: encodeFrame(AUTH_PROOF, random32()),
     });
     expectNonceOnly(exchange, hashBytes, label);
   }

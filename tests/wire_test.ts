@@ -6,6 +6,7 @@ import {
   encodeBitfield,
   encodeCancel,
   encodeError,
+  encodeFrame,
   encodeHandshake,
   encodeHave,
   encodeKeepAlive,
@@ -580,4 +581,14 @@ Deno.test("allocPieceFrame() lays out frames of any block length", () => {
       data: new Uint8Array(length).fill(length & 0xff),
     });
   }
+});
+
+Deno.test("encodeFrame() frames any type around a payload, as the typed encoders do", () => {
+  const have = encodeHave(0x01020304);
+  assert.deepEqual(encodeFrame(MessageType.HAVE, have.subarray(5)), have);
+  assert.deepEqual(encodeFrame(99, new Uint8Array([7, 8])), new Uint8Array([0, 0, 0, 3, 99, 7, 8]));
+  assert.deepEqual(
+    encodeFrame(MessageType.CHOKE, new Uint8Array(0)),
+    encodeSignal(MessageType.CHOKE),
+  );
 });
