@@ -240,6 +240,30 @@ Deno.test("a peer serving corrupt data is dropped while the download completes f
   );
 });
 
+/**
+ * Checks the download rate the downloader's progress events show, from 1 MiB in (start-up
+ * excluded) to 512 KiB before the end (the tail excluded): over at least 5 s, within 10% of
+ * `rate`.
+ */
+function assertRateWithin10Percent(
+  timed: Parameters<typeof progressSamples>[0],
+  fileBytes: number,
+  rate: number,
+  flag: string,
+): void {
+  const measured = windowRate(progressSamples(timed, "bytesDownloaded"), {
+    fromBytes: MiB,
+    toBytes: fileBytes - 512 * KiB,
+  });
+  assert.ok(measured.windowMs >= 5000, `window of only ${measured.windowMs} ms`);
+  assert.ok(
+    Math.abs(measured.bytesPerSec / rate - 1) <= 0.1,
+    `measured ${(measured.bytesPerSec / KiB).toFixed(0)} KiB/s over ${
+      (measured.windowMs / 1000).toFixed(1)
+    } s with ${flag}`,
+  );
+}
+
 Deno.test("--max-upload-rate 1M holds within 10% over the run, measured at the downloader", async () => {
   const FILE_BYTES = 8 * MiB;
   const RATE = MiB;
@@ -256,18 +280,7 @@ Deno.test("--max-upload-rate 1M holds within 10% over the run, measured at the d
   await expectComplete("the downloader", downloader, performance.now() + 30_000);
   await assertSameFile(`${workdir}/up.bin`, source);
 
-  // From 1 MiB in (start-up excluded) to 512 KiB before the end (the tail excluded).
-  const rate = windowRate(progressSamples(downloader.timed, "bytesDownloaded"), {
-    fromBytes: MiB,
-    toBytes: FILE_BYTES - 512 * KiB,
-  });
-  assert.ok(rate.windowMs >= 5000, `window of only ${rate.windowMs} ms`);
-  assert.ok(
-    Math.abs(rate.bytesPerSec / RATE - 1) <= 0.1,
-    `measured ${(rate.bytesPerSec / KiB).toFixed(0)} KiB/s over ${
-      (rate.windowMs / 1000).toFixed(1)
-    } s with --max-upload-rate 1M`,
-  );
+  assertRateWithin10Percent(downloader.timed, FILE_BYTES, RATE, "--max-upload-rate 1M");
 });
 
 Deno.test("--max-download-rate 1M holds within 10% over the run against an uncapped seeder", async () => {
@@ -286,17 +299,7 @@ Deno.test("--max-download-rate 1M holds within 10% over the run against an uncap
   await expectComplete("the downloader", downloader, performance.now() + 30_000);
   await assertSameFile(`${workdir}/down.bin`, source);
 
-  const rate = windowRate(progressSamples(downloader.timed, "bytesDownloaded"), {
-    fromBytes: MiB,
-    toBytes: FILE_BYTES - 512 * KiB,
-  });
-  assert.ok(rate.windowMs >= 5000, `window of only ${rate.windowMs} ms`);
-  assert.ok(
-    Math.abs(rate.bytesPerSec / RATE - 1) <= 0.1,
-    `measured ${(rate.bytesPerSec / KiB).toFixed(0)} KiB/s over ${
-      (rate.windowMs / 1000).toFixed(1)
-    } s with --max-download-rate 1M`,
-  );
+  assertRateWithin10Percent(downloader.timed, FILE_BYTES, RATE, "--max-download-rate 1M");
 });
 
 Deno.test("--keep-seeding serves a later downloader after the seeder left; --seed-for exits 0 by itself", async () => {

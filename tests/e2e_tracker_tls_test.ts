@@ -15,8 +15,6 @@ import {
   trackerFetch,
 } from "../lib/https_trust.ts";
 import type { Identity } from "../lib/identity.ts";
-import { SwarmTable } from "../lib/swarm_table.ts";
-import { createTrackerHandler } from "../lib/tracker_server.ts";
 import {
   assertSameFile,
   createMeta,
@@ -30,7 +28,7 @@ import {
   type TempDir,
   tempDir,
 } from "./helpers.ts";
-import { type TrackerCertFiles, trackerCertFiles } from "./tls_kit.ts";
+import { httpsTrackerInProcess, type TrackerCertFiles, trackerCertFiles } from "./tls_kit.ts";
 import { fetchStats, pollStats, startTracker, swarmOf } from "./tracker_kit.ts";
 
 const KiB = 1024;
@@ -82,30 +80,6 @@ async function certificateWarning(seeder: Seeder): Promise<string> {
 /** Warnings that call a tracker unreachable. */
 function unreachable(events: JsonEvent[]): JsonEvent[] {
   return events.filter((e) => e.event === "warning" && /unreachable/.test(String(e.message)));
-}
-
-/** An HTTPS tracker (the real handler) in this process, for certificates `tracker` refuses. */
-function inProcessHttpsTracker(id: Identity) {
-  const table = new SwarmTable();
-  const handler = createTrackerHandler(table, { intervalSec: 30 });
-  const controller = new AbortController();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: id.certPem,
-    key: id.keyPem,
-    signal: controller.signal,
-    onListen: () => {},
-    onError: () => new Response('{"error":"internal error"}', { status: 500 }),
-  }, (req, info) => handler(req, info.remoteAddr));
-  return {
-    url: `https://127.0.0.1:${server.addr.port}/announce`,
-    table,
-    async [Symbol.asyncDispose]() {
-      controller.abort();
-      await server.finished;
-    },
-  };
 }
 
 /** Certificates made once for the whole file. */
@@ -271,7 +245,7 @@ Deno.test({
     "an expired tracker certificate is refused with a clear warning even with --tracker-ca or --tracker-pin naming it",
   fn: async () => {
     await using dir = await tempDir();
-    await using tracker = inProcessHttpsTracker(expired.identity);
+    await using tracker = httpsTrackerInProcess(expired.identity);
     const files = await share(dir, "expired.bin", 64 * KiB);
     const trusts = [["--tracker-ca", expired.certFile], ["--tracker-pin", pinOf(expired.identity)]];
     for (const trust of trusts) {
@@ -294,7 +268,7 @@ Deno.test({
     "a tracker certificate for another host is refused with a clear warning even with --tracker-ca or --tracker-pin naming it",
   fn: async () => {
     await using dir = await tempDir();
-    await using tracker = inProcessHttpsTracker(wrongHost.identity);
+    await using tracker = httpsTrackerInProcess(wrongHost.identity);
     const files = await share(dir, "wronghost.bin", 64 * KiB);
     const trusts = [
       ["--tracker-ca", wrongHost.certFile],

@@ -14,6 +14,8 @@ import {
   type SecureStream,
   tlsDialer,
 } from "../lib/tls_transport.ts";
+import { SwarmTable } from "../lib/swarm_table.ts";
+import { createTrackerHandler } from "../lib/tracker_server.ts";
 import { concatBytes } from "../lib/units.ts";
 
 /** A fresh peer identity (not stored: tests that need files use `loadOrCreateIdentity`). */
@@ -165,6 +167,34 @@ export async function readAllPlain(conn: Deno.Conn, timeoutMs = 10_000): Promise
     clearTimeout(timer);
   }
   return concatBytes(parts);
+}
+
+/**
+ * An HTTPS tracker (the real handler) in this process on 127.0.0.1, port 0: for certificates
+ * the `tracker` command refuses to start with (expired, wrong host).
+ */
+export function httpsTrackerInProcess(id: Identity) {
+  const table = new SwarmTable();
+  const handler = createTrackerHandler(table, { intervalSec: 30 });
+  const controller = new AbortController();
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: id.certPem,
+    key: id.keyPem,
+    signal: controller.signal,
+    onListen: () => {},
+    onError: () => new Response('{"error":"internal error"}', { status: 500 }),
+  }, (req, info) => handler(req, info.remoteAddr));
+  return {
+    url: `https://127.0.0.1:${server.addr.port}/announce`,
+    port: server.addr.port,
+    table,
+    async [Symbol.asyncDispose]() {
+      controller.abort();
+      await server.finished;
+    },
+  };
 }
 
 /** A tracker certificate written to files, as `tracker --tls-cert/--tls-key` takes them. */

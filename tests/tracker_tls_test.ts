@@ -21,7 +21,7 @@ import type { Identity } from "../lib/identity.ts";
 import { SwarmTable } from "../lib/swarm_table.ts";
 import { createTrackerHandler } from "../lib/tracker_server.ts";
 import { closedPort, tempDir, waitFor } from "./helpers.ts";
-import { trackerCertFiles } from "./tls_kit.ts";
+import { httpsTrackerInProcess, trackerCertFiles } from "./tls_kit.ts";
 
 const DAY_MS = 86_400_000;
 const HASH = "7c".repeat(32);
@@ -77,24 +77,8 @@ async function withHttpsTracker(
   id: Identity,
   fn: (url: string, table: SwarmTable, port: number) => Promise<void>,
 ): Promise<void> {
-  const table = new SwarmTable();
-  const handler = createTrackerHandler(table, { intervalSec: 30 });
-  const controller = new AbortController();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: id.certPem,
-    key: id.keyPem,
-    signal: controller.signal,
-    onListen: () => {},
-    onError: () => new Response('{"error":"internal error"}', { status: 500 }),
-  }, (req, info) => handler(req, info.remoteAddr));
-  try {
-    await fn(`https://127.0.0.1:${server.addr.port}/announce`, table, server.addr.port);
-  } finally {
-    controller.abort();
-    await server.finished;
-  }
+  await using tracker = httpsTrackerInProcess(id);
+  await fn(tracker.url, tracker.table, tracker.port);
 }
 
 /** The refusal `announce()` gives with `trust`, checked to be a certificate error. */
