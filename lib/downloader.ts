@@ -25,7 +25,14 @@ import type { RateLimiter } from "./rate_limit.ts";
 import { type PeerSnapshot, PieceState } from "./snapshot.ts";
 import type { ShareStorage } from "./storage.ts";
 import { fromHex } from "./units.ts";
-import { encodeCancel, encodePort, encodeRequest, encodeSignal, MessageType } from "./wire.ts";
+import {
+  type BlockRange,
+  encodeCancel,
+  encodePort,
+  encodeRequests,
+  encodeSignal,
+  MessageType,
+} from "./wire.ts";
 
 /**
  * Size of one request, at most (a piece smaller than this is one request). Large blocks keep
@@ -669,6 +676,8 @@ export class DownloadSession {
           1,
           Math.ceil(this.picker.remaining / Math.max(1, this.options.connections)),
         );
+        // The requests of this refill go out in one write after the loop (which only breaks).
+        const requests: BlockRange[] = [];
         while (requestedBytes < pipelineBytes && assemblies.size < maxPieces) {
           if (limiter && limiter.available(performance.now()) < 0) {
             // Over the download rate: come back when the bucket has refilled.
@@ -681,7 +690,7 @@ export class DownloadSession {
                 live.fill();
               }, Math.max(5, waitMs));
             }
-            return;
+            break;
           }
           const exclude = new Set<number>([...record.failed, ...assemblies.keys()]);
           let index = this.picker.pick(live.peerHas, { exclude });
@@ -696,7 +705,7 @@ export class DownloadSession {
           ) {
             index = this.picker.pick(live.peerHas, { exclude, endGame: true });
           }
-          if (index === undefined) return;
+          if (index === undefined) break;
           const size = this.storage.layout.pieceSize(index);
           const assembly: Assembly = {
             index,
@@ -715,9 +724,10 @@ export class DownloadSession {
             assembly.pending.set(block.begin, block.length);
             requestedBytes += block.length;
             limiter?.reserve(block.length, performance.now());
-            conn.send(encodeRequest(index, block.begin, block.length)).catch(() => {});
+            requests.push({ index, begin: block.begin, length: block.length });
           }
         }
+        if (requests.length > 0) conn.send(encodeRequests(requests)).catch(() => {});
       },
     };
 

@@ -150,6 +150,23 @@ export function encodeRequest(index: number, begin: number, length: number): Uin
   return encodeRange(MessageType.REQUEST, index, begin, length);
 }
 
+/** A block of a piece: `length` bytes at `begin` in piece `index`. */
+export interface BlockRange {
+  index: number;
+  begin: number;
+  length: number;
+}
+
+/**
+ * Encodes several requests back to back in one buffer, so a pipeline refill is one write (and
+ * usually one read on the other side) instead of one per block.
+ */
+export function encodeRequests(blocks: readonly BlockRange[]): Uint8Array {
+  const out = new Uint8Array(blocks.length * 17);
+  blocks.forEach((b, i) => out.set(encodeRequest(b.index, b.begin, b.length), i * 17));
+  return out;
+}
+
 /** Encodes a cancel of an earlier request. */
 export function encodeCancel(index: number, begin: number, length: number): Uint8Array {
   return encodeRange(MessageType.CANCEL, index, begin, length);

@@ -13,6 +13,7 @@ import {
   encodePort,
   encodeReject,
   encodeRequest,
+  encodeRequests,
   encodeSignal,
   FrameDecoder,
   INFO_HASH_BYTES,
@@ -255,6 +256,23 @@ Deno.test("FrameDecoder decodes several frames from one chunk", () => {
   assert.deepEqual(drain(decoder), EVERY_MESSAGE.map(([, , message]) => message));
   assert.equal(decoder.buffered, 0);
   decoder.finish();
+});
+
+Deno.test("encodeRequests() is the requests' frames back to back, in order", () => {
+  const blocks = [
+    { index: 3, begin: 0, length: 262144 },
+    { index: 3, begin: 262144, length: 1000 },
+    { index: 9, begin: 0, length: 16384 },
+  ];
+  const batch = encodeRequests(blocks);
+  assert.deepEqual(
+    batch,
+    Uint8Array.from(blocks.flatMap((b) => [...encodeRequest(b.index, b.begin, b.length)])),
+  );
+  const decoder = new FrameDecoder(MAX_FRAME_BYTES);
+  decoder.push(batch);
+  assert.deepEqual(drain(decoder), blocks.map((b) => ({ type: "request", ...b })));
+  assert.equal(encodeRequests([]).length, 0);
 });
 
 Deno.test("FrameDecoder decodes a stream split at every byte boundary", () => {
