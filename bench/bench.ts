@@ -25,9 +25,11 @@
  * `--parallel 4` on the first size, and the transport copy); such a partial run writes its JSON
  * only when `--out` is given, so it never replaces a full `bench/results.json`. It installs
  * nothing: `aria2c`, `curl`, `nginx` and `openssl` are used when on the PATH (`bench/setup.sh`
- * installs them) and the table says which were skipped. A `sync` runs
- * before every timed run, untimed, so one run's dirty pages are not written back during the
- * next. Every child is stopped at the end and every run is bounded in time.
+ * installs them) and the table says which were skipped. Before every timed run, untimed, a
+ * `sync` writes back the previous run's dirty pages and a child touches twice the file's size
+ * of free memory plus 1 GiB (at most half of what is available), so every run starts from free
+ * memory the machine hands out at full speed (`settle.ts` says why; `--no-pretouch` skips the
+ * touching). Every child is stopped at the end and every run is bounded in time.
  *
  * It runs with --allow-all only because Deno grants reading a child's /proc/PID/status (its peak
  * RSS) to nothing less; the programs it measures run with their narrow role permissions.
@@ -49,6 +51,7 @@ import {
 } from "./external.ts";
 import { benchSwarm } from "./swarm_bench.ts";
 import { benchTracker } from "./tracker_bench.ts";
+import { setPretouch, settleBeforeRun } from "./settle.ts";
 import { benchTransport } from "./transport_bench.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -63,6 +66,7 @@ const { values } = parseArgs({
     "encryption-only": { type: "boolean", default: false },
     runs: { type: "string", default: "5" },
     out: { type: "string" },
+    "no-pretouch": { type: "boolean", default: false },
   },
 });
 const sizeTexts = (values.sizes ?? values.size ?? "1G,4G").split(",").map((s) => s.trim())
@@ -139,11 +143,6 @@ function readHwm(pid: number): number {
   }
 }
 
-/** Flushes dirty pages (untimed) so a run does not pay for the previous run's writeback. */
-async function settleDisk(): Promise<void> {
-  await new Deno.Command("sync", { stdout: "null", stderr: "null" }).output().catch(() => {});
-}
-
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -153,7 +152,7 @@ function median(xs: number[]): number {
 async function medianOf(n: number, once: () => Promise<Measured>): Promise<Measured> {
   const all: Measured[] = [];
   for (let i = 0; i < n; i++) {
-    await settleDisk();
+    await settleBeforeRun();
     all.push(await once());
   }
   return summarise(all);
@@ -442,6 +441,9 @@ function failure(error: unknown): string {
   return `failed: ${text.split("\n")[0].slice(0, 300)}`;
 }
 
+/** Free memory touched before each timed run of each size (see `settle.ts`). */
+const pretouchBytesBySize = new Map<number, number>();
+
 /** Things that went wrong but did not stop the run (a crashed seeder, restarted). */
 const problems: string[] = [];
 
@@ -626,14 +628,14 @@ async function benchEncryptedDownload(
     const plainRuns: Measured[] = [];
     const encryptedRuns: Measured[] = [];
     for (let i = 0; i < r; i++) {
-      await settleDisk();
+      await settleBeforeRun();
       plainRuns.push(
         await measureDownload(dir, meta, plainSeeding, {
           parallel: ENCRYPTED_PARALLEL,
           work: join(dir, "dl-plain-turns"),
         }),
       );
-      await settleDisk();
+      await settleBeforeRun();
       encryptedRuns.push(
         await measureDownload(dir, meta, seeding, {
           parallel: ENCRYPTED_PARALLEL,
@@ -714,6 +716,8 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
   const limitMs = runLimitMs(size);
   const file = join(dir, `payload-${size}.bin`);
   const meta = `${file}.p2pmeta`;
+  // Room for the file's page cache and the processes' memory, with some to spare.
+  pretouchBytesBySize.set(size, values["no-pretouch"] ? 0 : setPretouch(2 * size + 2 ** 30));
   console.log(`bench: ${label}: writing random bytes to ${file}`);
   await writeRandomFile(file, size);
 
@@ -826,7 +830,7 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
     detail: "ingest, then every download of this size served",
   };
   try {
-    await settleDisk();
+    await settleBeforeRun();
     const ingestSeconds = await seeding.start();
     figures.push({
       name: `seed ${label}: ingest (verify + copy)`,
@@ -843,7 +847,7 @@ async function benchSize(dir: string, size: number, full: boolean): Promise<void
       for (const parallel of parallels) {
         if (failed.has(parallel)) continue;
         try {
-          await settleDisk();
+          await settleBeforeRun();
           runsOf.get(parallel)!.push(
             await measureDownload(dir, meta, seeding, {
               parallel,
@@ -999,6 +1003,7 @@ try {
           runs,
           quick: values.quick,
           encryptionOnly,
+          pretouchBytes: Object.fromEntries(pretouchBytesBySize),
           figures,
           targets: checks,
           summary: { met, notMet, notMeasurable: na },

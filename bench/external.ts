@@ -17,6 +17,7 @@ import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { concatBytes } from "../lib/units.ts";
+import { settleBeforeRun } from "./settle.ts";
 
 /** One external figure. */
 export interface ExternalResult {
@@ -472,13 +473,14 @@ function median(xs: number[]): number {
 }
 
 /**
- * Median of `runs` timed runs. Each starts after a `sync` (untimed), so no run pays for the
- * writeback of the previous run's downloaded file.
+ * Median of `runs` timed runs. Each starts from {@linkcode settleBeforeRun} (untimed): no run
+ * pays for the writeback of the previous run's downloaded file, and all start from the same
+ * kind of free memory.
  */
 async function medianSeconds(runs: number, once: (i: number) => Promise<number>) {
   const all: number[] = [];
   for (let i = 0; i < runs; i++) {
-    await new Deno.Command("sync", { stdout: "null", stderr: "null" }).output().catch(() => {});
+    await settleBeforeRun();
     all.push(await once(i));
   }
   return median(all);
