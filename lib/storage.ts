@@ -34,6 +34,12 @@ import { fromHex } from "./units.ts";
 export const STATE_VERSION = 1;
 /** Largest state file read: bounds memory for a damaged or planted file. */
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
+/**
+ * A data sync starts (in the background) each time this much was written since the last one, so
+ * writeback keeps pace with the download and the sync before the file is put in place waits for
+ * at most about this much, whatever the speed or how seldom the state file is written.
+ */
+const SYNC_EVERY_BYTES = 32 * 1024 * 1024;
 
 /** The on-disk state record. */
 export interface StateFile {
@@ -153,6 +159,14 @@ export class ShareStorage {
   #placeFiles: boolean;
   #dataPath: string;
   #dirty = false;
+  /** Bytes written since the last data sync began, and the one under way (settled: none). */
+  #unsyncedBytes = 0;
+  #syncing: Promise<void> | undefined;
+  /**
+   * A failed background sync. Linux reports a writeback error to one `fsync` only, so it is
+   * kept here and thrown by the next state write, which must not record pieces it may cover.
+   */
+  #syncFailure: unknown;
   #flushing: Promise<void> = Promise.resolve();
   #hashes: Uint8Array[];
   /** Pieces the state file on disk lists (all synced before it was written). */
@@ -415,6 +429,22 @@ export class ShareStorage {
     return this.#hashes[index];
   }
 
+  /**
+   * Writes through the backend, and starts a data sync (not waited for) whenever
+   * {@linkcode SYNC_EVERY_BYTES} were written since the last one began (single-file shares).
+   */
+  async #write(data: Uint8Array, offset: number): Promise<void> {
+    await this.#backend.write(data, offset);
+    this.#unsyncedBytes += data.length;
+    // Single files only: a folder's pool may close a file (to place it) under a sync.
+    if (this.#unsyncedBytes >= SYNC_EVERY_BYTES && !this.#syncing && !this.#tree) {
+      this.#unsyncedBytes = 0;
+      this.#syncing = this.#backend.sync()
+        .catch((err) => void (this.#syncFailure ??= err))
+        .finally(() => (this.#syncing = undefined));
+    }
+  }
+
   /** Reads `dest.length` bytes of piece `index` at `begin` (positional: safe to run concurrently). */
   readBlock(index: number, begin: number, dest: Uint8Array): Promise<void> {
     return this.#backend.read(dest, index * this.layout.pieceLength + begin);
@@ -430,9 +460,7 @@ export class ShareStorage {
     if (this.have.has(index)) return Promise.resolve();
     const previous = this.#pieceWrites.get(index) ?? Promise.resolve();
     const write = previous.catch(() => {}).then(() =>
-      this.have.has(index)
-        ? undefined
-        : this.#backend.write(data, index * this.layout.pieceLength + begin)
+      this.have.has(index) ? undefined : this.#write(data, index * this.layout.pieceLength + begin)
     );
     this.#pieceWrites.set(index, write);
     return write;
@@ -467,7 +495,7 @@ export class ShareStorage {
    */
   async writeVerifiedPiece(index: number, data: Uint8Array): Promise<void> {
     if (this.have.has(index)) return;
-    await this.#backend.write(data, index * this.layout.pieceLength);
+    await this.#write(data, index * this.layout.pieceLength);
     this.have.set(index);
     this.#dirty = true;
   }
@@ -491,6 +519,7 @@ export class ShareStorage {
     const snapshot = this.#snapshot();
     const haveText = snapshot.toRanges();
     await this.#backend.sync();
+    if (this.#syncFailure !== undefined) throw this.#syncFailure;
     const state: StateFile = {
       version: STATE_VERSION,
       infoHash: this.meta.infoHash,
@@ -612,6 +641,7 @@ export class ShareStorage {
     try {
       await this.flush();
     } finally {
+      await this.#syncing; // never closed under a sync (it cannot reject)
       await this.#backend.close();
     }
   }
