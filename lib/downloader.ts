@@ -18,6 +18,7 @@ import {
   PeerConnection,
 } from "./peer_conn.ts";
 import { PiecePicker } from "./picker.ts";
+import { pipelineBytes } from "./pipeline.ts";
 import { RateMeter } from "./rate.ts";
 import { AuthGate, secureHandshakeAsInitiator } from "./secure_handshake.ts";
 import type { SecureStream } from "./tls_transport.ts";
@@ -42,10 +43,6 @@ import {
  * time; reading the TLS stream in 64 KiB steps did not change that).
  */
 export const BLOCK_BYTES = 256 * 1024;
-/** Bytes kept requested ahead on each connection so the pipe never runs dry. */
-const PIPELINE_BYTES = 4 * 1024 * 1024;
-/** Seconds of a peer's measured delivery rate kept requested ahead. */
-const PIPELINE_SECONDS = 1;
 /** Requests kept in flight per connection at most: well under the seeder's queue limit. */
 const MAX_REQUESTS_IN_FLIGHT = 128;
 /** Pieces waiting for their hash at once per connection before it stops reading (memory bound). */
@@ -613,6 +610,8 @@ export class DownloadSession {
     let requestedBytes = 0;
     let completedHere = 0;
     let lastBlockMs = performance.now();
+    /** The link's round trip, measured by the handshake. */
+    let roundTripMs = 0;
     let refillTimer: ReturnType<typeof setTimeout> | undefined;
     const limiter = this.options.downloadLimiter;
     // With a rate limit, smaller blocks keep the rate even over short windows.
@@ -664,14 +663,15 @@ export class DownloadSession {
         }
         if (choked || conn.closed) return;
         // Blocks are all full-sized but a file's last, so a byte budget is also a request budget.
-        // Ask ahead about one second of what this peer delivers: enough to keep a fast link
-        // busy, little enough that a slow peer (a rate-capped seeder) is not sent for pieces
-        // that other peers will have sooner.
-        const pipelineBytes = Math.min(
-          PIPELINE_BYTES,
-          MAX_REQUESTS_IN_FLIGHT * blockBytes,
-          Math.max(4 * blockBytes, live.meter.rate(performance.now()) * PIPELINE_SECONDS),
-        );
+        // What the link holds, so a far peer stays busy; a slow peer (a rate-capped seeder) is
+        // then not sent for pieces that other peers will have sooner.
+        const pipelineTarget = pipelineBytes({
+          rateBytesPerSec: live.meter.rate(performance.now()),
+          roundTripMs,
+          blockBytes,
+          connections: this.live.size,
+          maxRequests: MAX_REQUESTS_IN_FLIGHT,
+        });
         // A fair share of what is left, so the first connection up does not take everything.
         const maxPieces = Math.max(
           1,
@@ -679,7 +679,7 @@ export class DownloadSession {
         );
         // The requests of this refill go out in one write after the loop (which only breaks).
         const requests: BlockRange[] = [];
-        while (requestedBytes < pipelineBytes && assemblies.size < maxPieces) {
+        while (requestedBytes < pipelineTarget && assemblies.size < maxPieces) {
           if (limiter && limiter.available(performance.now()) < 0) {
             // Over the download rate: come back when the bucket has refilled.
             if (refillTimer === undefined) {
@@ -733,6 +733,7 @@ export class DownloadSession {
     };
 
     try {
+      const helloSentMs = performance.now();
       const hello = secure && gate
         ? await secureHandshakeAsInitiator(conn, {
           gate,
@@ -743,6 +744,8 @@ export class DownloadSession {
           peerFp: (stream as SecureStream).peerCertFingerprint,
         })
         : await conn.handshakeAsInitiator(this.infoHash, this.peerId);
+      // The handshake's round trip (a few for an encrypted one: an overestimate, on the safe side).
+      roundTripMs = performance.now() - helloSentMs;
       live.peerId = hello.peerId;
       if (this.bannedIds.has(hello.peerId)) {
         record.banned = true;

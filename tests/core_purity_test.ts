@@ -18,6 +18,7 @@ const CORE_FILES = [
   "choker.ts",
   "share_auth.ts",
   "tls_sniff.ts",
+  "pipeline.ts",
 ];
 
 const LIB = new URL("../lib/", import.meta.url);
