@@ -15,7 +15,11 @@
  *   on the JS thread; `subtle` hashes with Web Crypto off it. On the 2-core machine we measure
  *   on, `node` was the faster (about 1.05-1.5 s against 1.15-2.9 s for 1 GiB, with the kernel
  *   receiving into the socket buffer while the JS thread hashes); both are kept so the choice
- *   can be rechecked. MODE `tcp` only receives and drops the bytes (no hash, no file): the
+ *   can be rechecked. MODE `sync` hashes and then writes each piece synchronously on the JS
+ *   thread, the plainest program of all: no overlap, but the write copies bytes still in cache
+ *   (the `node` mode's writes run on Deno's I/O threads, and on the VM we measure on that copy
+ *   from another core sometimes cost seconds of system time: 1.07 s in one run, 1.93 s in the
+ *   next). The benchmark runs both and holds downloads to the faster. MODE `tcp` only receives and drops the bytes (no hash, no file): the
  *   transport's own speed, shown beside the baseline.
  *
  * Does file and network I/O on 127.0.0.1 only.
@@ -101,6 +105,12 @@ async function recv(port: number, out: string, metaPath: string, mode: string): 
     const data = piece.subarray(0, n);
     received += n;
     let verified: Promise<void>;
+    if (mode === "sync") {
+      // Everything on the JS thread, in order: hash, then write while the bytes are in cache.
+      if (!sameBytes(createHash("sha256").update(data).digest(), expected[index])) fail(index);
+      for (let done = 0; done < data.length;) done += target.writeSync(data.subarray(done));
+      continue;
+    }
     if (mode === "node") {
       if (!sameBytes(createHash("sha256").update(data).digest(), expected[index])) fail(index);
       verified = Promise.resolve();
@@ -123,7 +133,9 @@ if (import.meta.main) {
   } else if (mode === "recv" && rest.length >= 3) {
     await recv(Number(rest[0]), rest[1], rest[2], rest[3] ?? "node");
   } else {
-    console.error("usage: baseline_copy.ts send FILE | recv PORT OUT META [node|subtle|tcp]");
+    console.error(
+      "usage: baseline_copy.ts send FILE | recv PORT OUT META [node|sync|subtle|tcp]",
+    );
     Deno.exit(2);
   }
 }
