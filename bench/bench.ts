@@ -9,7 +9,7 @@
  * - first size: `create` against `openssl dgst -sha256`; `download --parallel 1, 4, 8` (start to
  *   verified file in place, exit 0) against `aria2c -x4` over HTTP from a local nginx, `aria2c`
  *   over BitTorrent from a local aria2c seeder, and a minimal Deno TCP copy that SHA-256-checks
- *   and writes every piece (`bench/baseline_copy.ts`); `curl` from the same nginx, `cp`, Deno's
+ *   and writes every piece (`bench/baseline_copy.ts`, the faster of its two variants); `curl` from the same nginx, `cp`, Deno's
  *   SHA-256 speed and Deno's bare loopback TCP speed beside them; peak RSS of seeder and
  *   downloader.
  * - first size, encrypted: `download --parallel 4` with `--encrypt` from a `seed --encrypt`
