@@ -56,8 +56,39 @@ export interface RemoteHello {
 
 /** Frames from this size up are handed out in buffers that may be recycled. */
 const MIN_POOLED_BODY = 16 * 1024;
-/** Bytes of recycled bodies kept per connection (a pipeline and the writes in flight). */
+/** Bytes of recycled bodies a connection keeps by default (a pipeline and the writes in flight). */
 const MAX_POOLED_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Frame bodies given back for reuse, by size, up to a byte limit. One per connection by default;
+ * a downloader shares one between its connections (see `BufferPool` users), so how much is kept
+ * does not grow with `--parallel`, and a connection short of buffers takes another's spares.
+ */
+export class BufferPool {
+  readonly maxBytes: number;
+  #buffers: ArrayBuffer[] = [];
+  #bytes = 0;
+
+  constructor(maxBytes = MAX_POOLED_BYTES) {
+    this.maxBytes = maxBytes;
+  }
+
+  /** A kept buffer of exactly `byteLength` bytes, or `undefined`. */
+  take(byteLength: number): ArrayBuffer | undefined {
+    const at = this.#buffers.findIndex((b) => b.byteLength === byteLength);
+    if (at < 0) return undefined;
+    const [buf] = this.#buffers.splice(at, 1);
+    this.#bytes -= buf.byteLength;
+    return buf;
+  }
+
+  /** Keeps `buf` for reuse unless that would pass the limit. */
+  give(buf: ArrayBuffer): void {
+    if (this.#bytes + buf.byteLength > this.maxBytes) return;
+    this.#buffers.push(buf);
+    this.#bytes += buf.byteLength;
+  }
+}
 
 /** A framed, watched connection to one peer. */
 export class PeerConnection {
@@ -87,8 +118,7 @@ export class PeerConnection {
    * next GC, which it starts after about 64 MB more of them: reusing bodies keeps a download's
    * RSS near what is live (measured: 170-190 MB peak down to ~110 MB for 1 GiB).
    */
-  #pool: ArrayBuffer[] = [];
-  #pooledBytes = 0;
+  #pool: BufferPool;
   /** Bodies this connection handed out and may take back. */
   #issued = new WeakSet<ArrayBuffer>();
   #decoder = new FrameDecoder();
@@ -101,7 +131,13 @@ export class PeerConnection {
   bytesIn = 0;
   bytesOut = 0;
 
-  constructor(stream: ByteStream, remote: string, timing: ConnTiming = DEFAULT_TIMING) {
+  constructor(
+    stream: ByteStream,
+    remote: string,
+    timing: ConnTiming = DEFAULT_TIMING,
+    pool: BufferPool = new BufferPool(),
+  ) {
+    this.#pool = pool;
     this.#stream = stream;
     this.remote = remote;
     this.#writer = stream.writable.getWriter();
@@ -192,10 +228,9 @@ export class PeerConnection {
    */
   recycle(data: Uint8Array): void {
     const buf = data.buffer as ArrayBuffer;
-    if (!this.#issued.has(buf) || this.#pooledBytes + buf.byteLength > MAX_POOLED_BYTES) return;
+    if (!this.#issued.has(buf)) return;
     this.#issued.delete(buf);
-    this.#pool.push(buf);
-    this.#pooledBytes += buf.byteLength;
+    this.#pool.give(buf);
   }
 
   /** The error a failed read becomes: why we closed, or that the connection was lost. */
@@ -217,9 +252,7 @@ export class PeerConnection {
     this.#decoder.checkLength(length);
     let body = new Uint8Array(0);
     if (length > 0) {
-      const at = this.#pool.findIndex((b) => b.byteLength === length);
-      const pooled = at < 0 ? undefined : this.#pool.splice(at, 1)[0];
-      if (pooled) this.#pooledBytes -= pooled.byteLength;
+      const pooled = this.#pool.take(length);
       const filled = await this.#fill(reader, new Uint8Array(pooled ?? new ArrayBuffer(length)), 4);
       // The prefix was read, so an end of stream here is mid-frame and #fill throws.
       body = filled!;
@@ -251,9 +284,7 @@ export class PeerConnection {
     this.#headHave = 0;
     if (length === 0) return decodeBody(new Uint8Array(0));
     const room = length + 4;
-    const at = length >= MIN_POOLED_BODY ? this.#pool.findIndex((b) => b.byteLength === room) : -1;
-    const pooled = at < 0 ? undefined : this.#pool.splice(at, 1)[0];
-    if (pooled) this.#pooledBytes -= pooled.byteLength;
+    const pooled = length >= MIN_POOLED_BODY ? this.#pool.take(room) : undefined;
     const buffer = pooled ?? new ArrayBuffer(room);
     let filled = 0;
     while (filled < length) {

@@ -5,7 +5,7 @@ import { type DownloadResult, runDownload } from "../lib/downloader.ts";
 import { errorMessage, ProtocolError } from "../lib/errors.ts";
 import type { EventSink, P2PEvent } from "../lib/events.ts";
 import { NULL_SINK } from "../lib/events.ts";
-import { newPeerId, PeerConnection } from "../lib/peer_conn.ts";
+import { BufferPool, newPeerId, PeerConnection } from "../lib/peer_conn.ts";
 import { PeerServer } from "../lib/peer_server.ts";
 import { ShareStorage } from "../lib/storage.ts";
 import { fromHex } from "../lib/units.ts";
@@ -618,4 +618,17 @@ Deno.test("PeerConnection over Deno.Conn ends cleanly at a frame boundary and fa
       conn.close();
     }
   }
+});
+
+Deno.test("BufferPool hands back a kept buffer of the exact size and keeps no more than its limit", () => {
+  const pool = new BufferPool(3 * 1024);
+  const a = new ArrayBuffer(1024);
+  const b = new ArrayBuffer(2048);
+  pool.give(a);
+  pool.give(b);
+  pool.give(new ArrayBuffer(1024)); // past the 3 KiB limit: dropped
+  assert.equal(pool.take(512), undefined);
+  assert.equal(pool.take(2048), b);
+  assert.equal(pool.take(1024), a);
+  assert.equal(pool.take(1024), undefined, "the dropped one was not kept");
 });
