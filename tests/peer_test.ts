@@ -517,105 +517,106 @@ Deno.test("PeerConnection closes a silent peer after idleTimeoutMs, sending keep
   }
 });
 
+/** A PeerConnection over a `Deno.Conn`, and the raw socket at the other end; both closed on dispose. */
+async function rawPair(): Promise<{ conn: PeerConnection; raw: Deno.Conn } & Disposable> {
+  using listener = Deno.listen({ hostname: HOST, port: 0 });
+  const accepted = listener.accept();
+  const conn = new PeerConnection(
+    await Deno.connect({ hostname: HOST, port: listener.addr.port }),
+    "raw sender",
+  );
+  const raw = await accepted;
+  return {
+    conn,
+    raw,
+    [Symbol.dispose]() {
+      conn.close();
+      raw.close();
+    },
+  };
+}
+
 for (const mode of ["cut while receiving", "all buffered before the first read"]) {
   Deno.test(`PeerConnection over Deno.Conn decodes frames, ${mode}, and reuses recycled bodies`, async () => {
-    using listener = Deno.listen({ hostname: HOST, port: 0 });
-    const accepted = listener.accept();
-    const conn = new PeerConnection(
-      await Deno.connect({ hostname: HOST, port: listener.addr.port }),
-      "raw sender",
+    using pair = await rawPair();
+    const { conn, raw } = pair;
+    // The handshake lifts the frame limit to block size; the prefix arrives in two reads.
+    const infoHash = new Uint8Array(32).fill(5);
+    const hello = encodeHandshake(infoHash, newPeerId());
+    await raw.write(hello.subarray(0, 2));
+    const answering = conn.handshakeAsResponder(() => infoHash, newPeerId());
+    await raw.write(hello.subarray(2));
+    await within(5000, "handshake", answering);
+    // Three 20 KiB blocks (pooled size) and small frames between them.
+    const blocks = [1, 2, 3].map((seed) =>
+      Uint8Array.from({ length: 20 * 1024 }, (_, i) => (i * 7 + seed) & 0xff)
     );
-    using raw = await accepted;
-    try {
-      // The handshake lifts the frame limit to block size; the prefix arrives in two reads.
-      const infoHash = new Uint8Array(32).fill(5);
-      const hello = encodeHandshake(infoHash, newPeerId());
-      await raw.write(hello.subarray(0, 2));
-      const answering = conn.handshakeAsResponder(() => infoHash, newPeerId());
-      await raw.write(hello.subarray(2));
-      await within(5000, "handshake", answering);
-      // Three 20 KiB blocks (pooled size) and small frames between them.
-      const blocks = [1, 2, 3].map((seed) =>
-        Uint8Array.from({ length: 20 * 1024 }, (_, i) => (i * 7 + seed) & 0xff)
-      );
-      const frames: Uint8Array[] = [];
-      for (const [i, block] of blocks.entries()) {
-        const { frame, data } = allocPieceFrame(i, 0, block.length);
-        data.set(block);
-        frames.push(frame, encodeHave(i), encodeSignal(MessageType.UNCHOKE));
-      }
-      const bytes = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-      frames.reduce((at, f) => (bytes.set(f, at), at + f.length), 0);
-      // Cuts that split a length prefix, end a body with 1-3 bytes of the next prefix, or carry
-      // several small frames at once; each piece is sent and received before the next is cut.
-      const cuts = [1, 3, 5, 4 + 20 * 1024 + 13 - 6, 8, 2, 20 * 1024 - 1, 31, 1];
-      const received: Message[] = [];
-      let sent = 0;
-      const receive = async () => {
-        for (let n = 0; n < frames.length; n++) {
-          const message = await conn.receive();
-          assert.ok(message, `message ${n}`);
-          if (message.type === "piece") {
-            received.push({ ...message, data: message.data.slice() });
-            conn.recycle(message.data); // reused for the next block: must not leak into it
-          } else {
-            received.push(message);
-          }
-        }
-      };
-      // Buffered: every body read can bring the next prefix (4 bytes of room, never more).
-      const receiving = mode === "cut while receiving" ? receive() : undefined;
-      for (let c = 0; sent < bytes.length; c++) {
-        const end = Math.min(bytes.length, sent + (cuts[c] ?? bytes.length));
-        await raw.write(bytes.subarray(sent, end));
-        sent = end;
-      }
-      await within(5000, "frames", receiving ?? receive());
-      assert.deepEqual(
-        received.map((m) => m.type),
-        ["piece", "have", "unchoke", "piece", "have", "unchoke", "piece", "have", "unchoke"],
-      );
-      for (const [i, block] of blocks.entries()) {
-        const piece = received[i * 3] as Extract<Message, { type: "piece" }>;
-        assert.equal(piece.index, i);
-        assert.deepEqual(piece.data, block, `block ${i}`);
-      }
-      // A frame cut off by the end of the stream is an error, not a message.
-      await raw.write(new Uint8Array([0, 0, 0, 9, MessageType.HAVE]));
-      raw.closeWrite();
-      await assert.rejects(
-        () => within(5000, "cut frame", conn.receive()),
-        /closed in the middle of a frame \(5 bytes\)/,
-      );
-    } finally {
-      conn.close();
+    const frames: Uint8Array[] = [];
+    for (const [i, block] of blocks.entries()) {
+      const { frame, data } = allocPieceFrame(i, 0, block.length);
+      data.set(block);
+      frames.push(frame, encodeHave(i), encodeSignal(MessageType.UNCHOKE));
     }
+    const bytes = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+    frames.reduce((at, f) => (bytes.set(f, at), at + f.length), 0);
+    // Cuts that split a length prefix, end a body with 1-3 bytes of the next prefix, or carry
+    // several small frames at once; each piece is sent and received before the next is cut.
+    const cuts = [1, 3, 5, 4 + 20 * 1024 + 13 - 6, 8, 2, 20 * 1024 - 1, 31, 1];
+    const received: Message[] = [];
+    let sent = 0;
+    const receive = async () => {
+      for (let n = 0; n < frames.length; n++) {
+        const message = await conn.receive();
+        assert.ok(message, `message ${n}`);
+        if (message.type === "piece") {
+          received.push({ ...message, data: message.data.slice() });
+          conn.recycle(message.data); // reused for the next block: must not leak into it
+        } else {
+          received.push(message);
+        }
+      }
+    };
+    // Buffered: every body read can bring the next prefix (4 bytes of room, never more).
+    const receiving = mode === "cut while receiving" ? receive() : undefined;
+    for (let c = 0; sent < bytes.length; c++) {
+      const end = Math.min(bytes.length, sent + (cuts[c] ?? bytes.length));
+      await raw.write(bytes.subarray(sent, end));
+      sent = end;
+    }
+    await within(5000, "frames", receiving ?? receive());
+    assert.deepEqual(
+      received.map((m) => m.type),
+      ["piece", "have", "unchoke", "piece", "have", "unchoke", "piece", "have", "unchoke"],
+    );
+    for (const [i, block] of blocks.entries()) {
+      const piece = received[i * 3] as Extract<Message, { type: "piece" }>;
+      assert.equal(piece.index, i);
+      assert.deepEqual(piece.data, block, `block ${i}`);
+    }
+    // A frame cut off by the end of the stream is an error, not a message.
+    await raw.write(new Uint8Array([0, 0, 0, 9, MessageType.HAVE]));
+    raw.closeWrite();
+    await assert.rejects(
+      () => within(5000, "cut frame", conn.receive()),
+      /closed in the middle of a frame \(5 bytes\)/,
+    );
   });
 }
 
 Deno.test("PeerConnection over Deno.Conn ends cleanly at a frame boundary and fails on a cut prefix", async () => {
   for (const tail of [[], [0, 0]]) {
-    using listener = Deno.listen({ hostname: HOST, port: 0 });
-    const accepted = listener.accept();
-    const conn = new PeerConnection(
-      await Deno.connect({ hostname: HOST, port: listener.addr.port }),
-      "raw sender",
-    );
-    using raw = await accepted;
-    try {
-      await raw.write(new Uint8Array([...encodeHave(7), ...tail]));
-      raw.closeWrite();
-      assert.deepEqual(await within(5000, "have", conn.receive()), { type: "have", index: 7 });
-      if (tail.length === 0) {
-        assert.equal(await within(5000, "end", conn.receive()), undefined);
-      } else {
-        await assert.rejects(
-          () => within(5000, "cut prefix", conn.receive()),
-          /closed in the middle of a frame \(2 bytes\)/,
-        );
-      }
-    } finally {
-      conn.close();
+    using pair = await rawPair();
+    const { conn, raw } = pair;
+    await raw.write(new Uint8Array([...encodeHave(7), ...tail]));
+    raw.closeWrite();
+    assert.deepEqual(await within(5000, "have", conn.receive()), { type: "have", index: 7 });
+    if (tail.length === 0) {
+      assert.equal(await within(5000, "end", conn.receive()), undefined);
+    } else {
+      await assert.rejects(
+        () => within(5000, "cut prefix", conn.receive()),
+        /closed in the middle of a frame \(2 bytes\)/,
+      );
     }
   }
 });
