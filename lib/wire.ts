@@ -162,8 +162,9 @@ export interface BlockRange {
  * usually one read on the other side) instead of one per block.
  */
 export function encodeRequests(blocks: readonly BlockRange[]): Uint8Array {
-  const out = new Uint8Array(blocks.length * 17);
-  blocks.forEach((b, i) => out.set(encodeRequest(b.index, b.begin, b.length), i * 17));
+  const frameBytes = 5 + 12; // length prefix and type, then index, begin and length
+  const out = new Uint8Array(blocks.length * frameBytes);
+  blocks.forEach((b, i) => out.set(encodeRequest(b.index, b.begin, b.length), i * frameBytes));
   return out;
 }
 

@@ -11,6 +11,7 @@ import {
   type TrackerTrust,
 } from "../lib/https_trust.ts";
 import { type Identity, makeSelfSignedCertificate } from "../lib/identity.ts";
+import { serveHttps } from "./tls_kit.ts";
 
 const DAY_MS = 86_400_000;
 const good = await makeSelfSignedCertificate({ commonName: "tracker", altNames: ["127.0.0.1"] });
@@ -48,29 +49,11 @@ async function withTracker(
   fn: (url: string, requests: Seen[]) => Promise<void>,
 ): Promise<void> {
   const requests: Seen[] = [];
-  const controller = new AbortController();
-  const server = Deno.serve(
-    {
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: id.certPem,
-      key: id.keyPem,
-      signal: controller.signal,
-      onListen: () => {},
-      // A client that refuses the certificate aborts the handshake: not the server's problem.
-      onError: () => new Response("error", { status: 500 }),
-    },
-    (req) => {
-      requests.push({ url: req.url, headers: new Headers(req.headers) });
-      return Response.json({ interval: 30, peers: [], q: new URL(req.url).search });
-    },
-  );
-  try {
-    await fn(`https://127.0.0.1:${server.addr.port}/announce?info_hash=ab`, requests);
-  } finally {
-    controller.abort();
-    await server.finished;
-  }
+  await using server = serveHttps(id, (req) => {
+    requests.push({ url: req.url, headers: new Headers(req.headers) });
+    return Response.json({ interval: 30, peers: [], q: new URL(req.url).search });
+  });
+  await fn(`https://127.0.0.1:${server.port}/announce?info_hash=ab`, requests);
 }
 
 async function refusal(url: string, trust: TrackerTrust): Promise<string> {

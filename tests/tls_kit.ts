@@ -176,6 +176,20 @@ export async function readAllPlain(conn: Deno.Conn, timeoutMs = 10_000): Promise
 export function httpsTrackerInProcess(id: Identity) {
   const table = new SwarmTable();
   const handler = createTrackerHandler(table, { intervalSec: 30 });
+  const server = serveHttps(id, (req, info) => handler(req, info.remoteAddr));
+  return {
+    url: `https://127.0.0.1:${server.port}/announce`,
+    port: server.port,
+    table,
+    [Symbol.asyncDispose]: server[Symbol.asyncDispose],
+  };
+}
+
+/**
+ * An HTTPS server in this process on 127.0.0.1, port 0, with `id`'s certificate, stopped on
+ * dispose. A client that refuses the certificate aborts the handshake: answered 500, not thrown.
+ */
+export function serveHttps(id: Identity, handler: Deno.ServeHandler<Deno.NetAddr>) {
   const controller = new AbortController();
   const server = Deno.serve({
     hostname: "127.0.0.1",
@@ -185,11 +199,9 @@ export function httpsTrackerInProcess(id: Identity) {
     signal: controller.signal,
     onListen: () => {},
     onError: () => new Response('{"error":"internal error"}', { status: 500 }),
-  }, (req, info) => handler(req, info.remoteAddr));
+  }, handler);
   return {
-    url: `https://127.0.0.1:${server.addr.port}/announce`,
     port: server.addr.port,
-    table,
     async [Symbol.asyncDispose]() {
       controller.abort();
       await server.finished;
